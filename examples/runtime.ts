@@ -1,0 +1,274 @@
+/**
+ * A minimal expert runtime: claims queued jobs from the server, runs them one step at a time, posts a
+ * checkpoint per step and reports the job's status. Its "expert" calls no model (it answers from the
+ * query), so the loop runs anywhere; a real runtime puts its LLM calls where `step` builds messages.
+ *
+ *   EXPERT_JOBS_URL=http://127.0.0.1:3000 RUNTIME_KEY=<a runtime-scope key> npx tsx examples/runtime.ts
+ *
+ * The protocol (every request carries `Authorization: Bearer <runtime key>`):
+ *
+ * 1. `POST /api/studio/v1/expert_jobs/claim {waitMs}` long-polls for the oldest queued job of the key's
+ *    application: 200 `{data:{claim:{expertJob, checkpoint?, leaseExpiresAt, providerKey:{provider,key}}}}`,
+ *    or 204 when nothing was queued within `waitMs` (at most 30000). The job is now `processing`.
+ *    `checkpoint`, when present, is where to resume: the job's latest, or the one a client chose with
+ *    resume_from. `providerKey` is the secret the job's model needs; keep it in memory only.
+ * 2. After every finished step, `POST .../expert_jobs/{id}/checkpoints/ {checkpoint, step}`. Step numbers
+ *    continue from the resumed checkpoint; `messages` is the whole conversation so far, `newMessages`
+ *    what this step added, `usage` the job's cumulative tokens. Send your own cuid2 `id`s: a retried
+ *    post with the same id is answered with the stored checkpoint instead of a duplicate.
+ * 3. The lease ends at `leaseExpiresAt`. Each checkpoint post renews it; during a long step send the
+ *    heartbeat `POST .../expert_jobs/{id} {status:"processing"}`. A job whose lease runs out is queued
+ *    again for another runtime (after `maxRetries` such losses it fails).
+ * 4. The checkpoint's status moves the job: `completed` → completed, `stoppedByInteractiveTool` →
+ *    requestInteractiveToolResult (a client answers it with a continue), `stoppedByError` → failed, …
+ *    Reporting that status again with `POST .../expert_jobs/{id} {status}` is a harmless no-op; report
+ *    `failed` when the run breaks without a checkpoint saying so.
+ * 5. A 409 on a checkpoint or status post means the job is no longer yours to run (canceled, expired,
+ *    taken back): drop it. A client's cancel makes a running job `canceling`; your next checkpoint
+ *    post finishes the cancel (the job becomes canceled) and the one after that gets the 409.
+ */
+import { pathToFileURL } from "node:url";
+import { createId } from "@paralleldrive/cuid2";
+
+export interface RuntimeConfig {
+  /** The server's base URL, e.g. http://127.0.0.1:3000 */
+  url: string;
+  /** A runtime-scope API key. */
+  key: string;
+  /** How long one claim request waits for work. */
+  waitMs?: number;
+  log?: (message: string) => void;
+}
+
+// The shapes this example reads from the API (see GET /openapi.json for the full schemas).
+interface ExpertJob {
+  id: string;
+  status: string;
+  query?: string;
+  files: string[];
+  interactiveToolCallResult?: boolean;
+  expert: { key: string; name: string; version?: string };
+}
+interface Checkpoint {
+  id: string;
+  stepNumber: number;
+  status: string;
+  messages?: Message[];
+  toolCall?: ToolCall;
+  usage: Usage;
+}
+interface Claim {
+  expertJob: ExpertJob;
+  checkpoint?: Checkpoint;
+  leaseExpiresAt: string;
+  providerKey: { provider: string; key: string };
+}
+interface ToolCall {
+  id: string;
+  skillName: string;
+  toolName: string;
+  args: Record<string, unknown>;
+}
+type Message = { id: string; type: string; contents: unknown[] };
+type Usage = { inputTokens: number; outputTokens: number; reasoningTokens: number; totalTokens: number; cachedInputTokens: number };
+
+/** The job is no longer this runtime's to run (the server answered 409). */
+class JobGone extends Error {}
+
+const API = "/api/studio/v1";
+
+// Message and part builders (perstack-semantics §3.3): every message and part has its own id.
+const text = (value: string) => ({ id: createId(), type: "textPart", text: value });
+const instructionMessage = (value: string): Message => ({ id: createId(), type: "instructionMessage", contents: [text(value)] });
+const userMessage = (value: string): Message => ({ id: createId(), type: "userMessage", contents: [text(value)] });
+const expertMessage = (...contents: unknown[]): Message => ({ id: createId(), type: "expertMessage", contents });
+const toolCallPart = (call: ToolCall) => ({
+  id: createId(),
+  type: "toolCallPart",
+  toolCallId: call.id,
+  toolName: call.toolName,
+  args: call.args,
+});
+const toolMessage = (call: ToolCall, result: string): Message => ({
+  id: createId(),
+  type: "toolMessage",
+  contents: [{ id: createId(), type: "toolResultPart", toolCallId: call.id, toolName: call.toolName, contents: [text(result)] }],
+});
+
+export class RuntimeClient {
+  constructor(private readonly config: RuntimeConfig) {}
+
+  async #request(method: string, path: string, body?: unknown): Promise<Response> {
+    return fetch(this.config.url + API + path, {
+      method,
+      headers: { authorization: `Bearer ${this.config.key}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  }
+
+  async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await this.#request(method, path, body);
+    if (response.status === 409) throw new JobGone(((await response.json()) as { reason: string }).reason);
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+    return (await response.json()) as T;
+  }
+
+  async claim(waitMs: number): Promise<Claim | undefined> {
+    const response = await this.#request("POST", "/expert_jobs/claim", { waitMs });
+    if (response.status === 204) return undefined;
+    if (!response.ok) throw new Error(`claim: ${response.status} ${await response.text()}`);
+    return ((await response.json()) as { data: { claim: Claim } }).data.claim;
+  }
+
+  async postCheckpoint(expertJobId: string, body: unknown): Promise<Checkpoint> {
+    return (await this.#json<{ data: { checkpoint: Checkpoint } }>("POST", `/expert_jobs/${expertJobId}/checkpoints/`, body)).data
+      .checkpoint;
+  }
+
+  async reportStatus(expertJobId: string, status: string): Promise<ExpertJob> {
+    return (await this.#json<{ data: { expertJob: ExpertJob } }>("POST", `/expert_jobs/${expertJobId}`, { status })).data.expertJob;
+  }
+}
+
+interface StepResult {
+  status: "init" | "proceeding" | "completed" | "stoppedByInteractiveTool";
+  newMessages: Message[];
+  inputMessages?: Message[];
+  toolCall?: ToolCall;
+  toolResult?: { id: string; skillName: string; toolName: string; result: unknown[] };
+}
+
+/**
+ * The "expert": a fixed plan of steps. It thinks once, then completes with an answer; a query starting
+ * with `ask:` makes it stop at an interactive tool call first, which a client answers with a continue
+ * (`interactiveToolCallResult: true`, the answer as `query`).
+ */
+function plan(job: ExpertJob, resumed: Checkpoint | undefined): Array<() => StepResult> {
+  const query = job.query ?? `Look at ${job.files.join(", ")}`;
+  const answeringTool = job.interactiveToolCallResult && resumed?.status === "stoppedByInteractiveTool" && resumed.toolCall;
+  const input = answeringTool
+    ? [toolMessage(answeringTool, query)]
+    : [...(resumed ? [] : [instructionMessage("You are a helpful expert.")]), userMessage(query)];
+  const think: ToolCall = {
+    id: `call_${createId()}`,
+    skillName: "@perstack/base",
+    toolName: "think",
+    args: { thought: `Working on: ${query}` },
+  };
+  const ask: ToolCall = { id: `call_${createId()}`, skillName: "interactive", toolName: "askUser", args: { question: "Shall I go on?" } };
+  const complete: ToolCall = { id: `call_${createId()}`, skillName: "@perstack/base", toolName: "attemptCompletion", args: {} };
+  const answer = answeringTool ? `Thanks, you said: ${query}` : `Done: ${query}`;
+
+  const steps: Array<() => StepResult> = [
+    () => ({ status: "init", inputMessages: input, newMessages: input }),
+    () => ({
+      status: "proceeding",
+      newMessages: [expertMessage(toolCallPart(think)), toolMessage(think, "Thought noted.")],
+      toolCall: think,
+      toolResult: { id: think.id, skillName: think.skillName, toolName: think.toolName, result: [text("Thought noted.")] },
+    }),
+  ];
+  if (!answeringTool && query.startsWith("ask:")) {
+    steps.push(() => ({ status: "stoppedByInteractiveTool", newMessages: [expertMessage(toolCallPart(ask))], toolCall: ask }));
+    return steps;
+  }
+  steps.push(() => ({
+    status: "completed",
+    newMessages: [expertMessage(toolCallPart(complete)), toolMessage(complete, "{}"), expertMessage(text(answer))],
+    toolCall: complete,
+    toolResult: { id: complete.id, skillName: complete.skillName, toolName: complete.toolName, result: [text("{}")] },
+  }));
+  return steps;
+}
+
+const jobStatusAfter: Record<StepResult["status"], string> = {
+  init: "processing",
+  proceeding: "processing",
+  completed: "completed",
+  stoppedByInteractiveTool: "requestInteractiveToolResult",
+};
+
+/** Runs one claimed job to its next stop, posting a checkpoint per step. */
+export async function runJob(client: RuntimeClient, claim: Claim, log: (message: string) => void = () => {}): Promise<string> {
+  const { expertJob: job, checkpoint: resumed } = claim;
+  const expert = { key: job.expert.key, name: job.expert.name, version: job.expert.version ?? "latest" };
+  const runId = createId();
+  let messages: Message[] = resumed?.messages ?? [];
+  let stepNumber = resumed?.stepNumber ?? 0;
+  const usage: Usage = resumed?.usage ?? { inputTokens: 0, outputTokens: 0, reasoningTokens: 0, totalTokens: 0, cachedInputTokens: 0 };
+
+  // Checkpoints renew the lease; the heartbeat covers steps slower than that (a model call can be).
+  const leaseMs = Date.parse(claim.leaseExpiresAt) - Date.now();
+  const heartbeat = setInterval(() => void client.reportStatus(job.id, "processing").catch(() => {}), Math.max(1000, leaseMs / 3));
+  try {
+    let last: StepResult["status"] = "init";
+    for (const step of plan(job, resumed)) {
+      const startedAt = Date.now();
+      const result = step();
+      messages = [...messages, ...result.newMessages];
+      stepNumber += 1;
+      await client.postCheckpoint(job.id, {
+        checkpoint: { id: createId(), runId, status: result.status, stepNumber, messages, expert, usage },
+        step: {
+          stepNumber,
+          ...(result.inputMessages && { inputMessages: result.inputMessages }),
+          newMessages: result.newMessages,
+          ...(result.toolCall && { toolCall: result.toolCall }),
+          ...(result.toolResult && { toolResult: result.toolResult }),
+          usage: { inputTokens: 0, outputTokens: 0, reasoningTokens: 0, totalTokens: 0, cachedInputTokens: 0 },
+          startedAt,
+          finishedAt: Date.now(),
+        },
+      });
+      log(`job ${job.id}: step ${stepNumber} ${result.status}`);
+      last = result.status;
+    }
+    const status = jobStatusAfter[last];
+    await client.reportStatus(job.id, status);
+    return status;
+  } catch (error) {
+    if (error instanceof JobGone) {
+      log(`job ${job.id}: no longer ours (${error.message})`);
+      return "gone";
+    }
+    await client.reportStatus(job.id, "failed").catch(() => {});
+    throw error;
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+/** Claims at most one job (waiting up to `waitMs`) and runs it; the job's resulting status, or undefined. */
+export async function runOnce(config: RuntimeConfig): Promise<string | undefined> {
+  const client = new RuntimeClient(config);
+  const claim = await client.claim(config.waitMs ?? 20_000);
+  if (!claim) return undefined;
+  config.log?.(`claimed job ${claim.expertJob.id}${claim.checkpoint ? ` at step ${claim.checkpoint.stepNumber}` : ""}`);
+  return runJob(client, claim, config.log);
+}
+
+async function main() {
+  const url = process.env.EXPERT_JOBS_URL ?? "http://127.0.0.1:3000";
+  const key = process.env.RUNTIME_KEY;
+  if (!key) {
+    console.error("Set RUNTIME_KEY to a runtime-scope API key (printed on the server's first start).");
+    process.exit(1);
+  }
+  const config: RuntimeConfig = { url, key, waitMs: 20_000, log: (message) => console.log(message) };
+  let stopping = false;
+  process.once("SIGINT", () => {
+    console.log("stopping after the current claim (Ctrl-C again to quit now)");
+    stopping = true;
+    process.once("SIGINT", () => process.exit(130));
+  });
+  while (!stopping) {
+    try {
+      await runOnce(config);
+    } catch (error) {
+      console.error(error);
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    }
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

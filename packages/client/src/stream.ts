@@ -1,0 +1,116 @@
+import { ExpertJobsApiError, ExpertJobsStreamError, errorFromResponse } from "./errors.ts";
+import { parseEventStream } from "./sse.ts";
+import type { Checkpoint, ExpertJobStatus, StreamEvent } from "./types.ts";
+
+export interface RetryOptions {
+  /** First reconnect delay; it doubles per failed attempt up to `maxDelayMs`, with jitter (default 500). */
+  initialDelayMs?: number;
+  /** Default 10000. */
+  maxDelayMs?: number;
+  /** Failed reconnects in a row before the stream throws ExpertJobsStreamError (default: never gives up, like EventSource). */
+  maxRetries?: number;
+}
+
+export interface StreamOptions {
+  /** Ends the stream: the iteration throws the signal's reason. */
+  signal?: AbortSignal;
+  /** Start after this event id (a checkpoint's sequence number), e.g. the last one a previous stream delivered. */
+  after?: number;
+  /** `"messages"` leaves out `messages` and `inputMessages` (they carry the whole conversation). */
+  exclude?: "messages";
+  retry?: RetryOptions;
+  /** Called before each reconnect with the failure that caused it. */
+  onReconnect?: (info: { attempt: number; delayMs: number; error: unknown }) => void;
+}
+
+export interface StreamTransport {
+  open(path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Response>;
+}
+
+/** The server reported a failure while streaming (`event: error`); it ends the response and expects a resume. */
+class ServerStreamError extends Error {}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      if (signal.aborted) reject(signal.reason);
+      else resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+
+/**
+ * Yields a job's checkpoints in order, each exactly once, then `complete`. On a network error, a
+ * server restart or an `error` event it reconnects with backoff, sending `Last-Event-ID` so the
+ * server resumes right after the last checkpoint delivered. HTTP 4xx answers (other than 408/429)
+ * are final and thrown as ExpertJobsApiError.
+ */
+export async function* streamCheckpoints(
+  transport: StreamTransport,
+  expertJobId: string,
+  options: StreamOptions = {},
+): AsyncGenerator<StreamEvent, void, undefined> {
+  const { initialDelayMs = 500, maxDelayMs = 10_000, maxRetries = Infinity } = options.retry ?? {};
+  const query = options.exclude ? `?exclude=${options.exclude}` : "";
+  const path = `/api/studio/v1/expert_jobs/${encodeURIComponent(expertJobId)}/checkpoints/stream${query}`;
+  let lastEventId = options.after;
+  let failures = 0;
+
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const connection = new AbortController();
+    const abort = () => connection.abort(options.signal?.reason);
+    options.signal?.addEventListener("abort", abort, { once: true });
+    let failure: unknown;
+    try {
+      const response = await transport.open(
+        path,
+        { accept: "text/event-stream", ...(lastEventId !== undefined && { "last-event-id": String(lastEventId) }) },
+        connection.signal,
+      );
+      if (!response.ok || !response.body) {
+        const error = await errorFromResponse(response);
+        if (!error.retryable) throw error;
+        throw new ExpertJobsStreamError(`stream refused: ${error.message}`, { cause: error });
+      }
+      for await (const item of parseEventStream(response.body)) {
+        if (item.kind === "comment") {
+          failures = 0;
+          continue;
+        }
+        if (item.event === "message") {
+          const id = Number(item.id);
+          if (lastEventId !== undefined && id <= lastEventId) continue;
+          lastEventId = id;
+          failures = 0;
+          yield { type: "checkpoint", id, checkpoint: JSON.parse(item.data) as Checkpoint };
+        } else if (item.event === "complete") {
+          const { status, expertJobId: jobId } = JSON.parse(item.data) as { status: ExpertJobStatus; expertJobId: string };
+          yield { type: "complete", status, expertJobId: jobId };
+          return;
+        } else if (item.event === "error") {
+          throw new ServerStreamError(`server stream error: ${item.data}`);
+        }
+      }
+      failure = new Error("the stream ended before the job completed");
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      if (error instanceof ExpertJobsApiError) throw error;
+      failure = error;
+    } finally {
+      options.signal?.removeEventListener("abort", abort);
+      connection.abort();
+    }
+
+    failures++;
+    if (failures > maxRetries) throw new ExpertJobsStreamError(`gave up after ${maxRetries} reconnects`, { cause: failure });
+    const ceiling = Math.min(maxDelayMs, initialDelayMs * 2 ** (failures - 1));
+    // Half fixed, half random: spreads many clients reconnecting to a restarted server.
+    const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+    options.onReconnect?.({ attempt: failures, delayMs, error: failure });
+    await sleep(delayMs, options.signal ?? new AbortController().signal);
+  }
+}

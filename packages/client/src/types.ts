@@ -1,0 +1,55 @@
+// Every type here is derived from the server's route schemas, so the client cannot drift from the API.
+// Type-only imports: nothing of the server is loaded at run time.
+import type { Static } from "@sinclair/typebox";
+import type { ErrorResponses, PageMetaSchema, UsageSchema } from "../../../src/schemas/common.ts";
+import type {
+  ContinueExpertJobBodySchema,
+  ExpertJobSchema,
+  ExpertJobStatusSchema,
+  ListExpertJobsQuerySchema,
+  ResumeExpertJobBodySchema,
+  StartExpertJobBodySchema,
+} from "../../../src/modules/expert-jobs/expert-jobs.schemas.ts";
+import type {
+  CheckpointSchema,
+  GetCheckpointQuerySchema,
+  ListCheckpointsQuerySchema,
+  PostCheckpointBodySchema,
+} from "../../../src/modules/checkpoints/checkpoints.schemas.ts";
+import type { ClaimBodySchema, ClaimSchema } from "../../../src/modules/runtime/runtime.schemas.ts";
+
+export type ExpertJob = Static<typeof ExpertJobSchema>;
+export type ExpertJobStatus = Static<typeof ExpertJobStatusSchema>;
+export type Checkpoint = Static<typeof CheckpointSchema>;
+export type Claim = Static<typeof ClaimSchema>;
+export type Usage = Static<typeof UsageSchema>;
+export type PageMeta = Static<typeof PageMetaSchema>;
+
+export type StartExpertJobBody = Static<typeof StartExpertJobBodySchema>;
+export type ContinueExpertJobBody = Static<typeof ContinueExpertJobBodySchema>;
+export type ResumeExpertJobBody = Static<typeof ResumeExpertJobBodySchema>;
+export type PostCheckpointBody = Static<typeof PostCheckpointBodySchema>;
+// Fields with a server-side default are optional for the caller.
+export type ListExpertJobsQuery = Partial<Static<typeof ListExpertJobsQuerySchema>>;
+export type ListCheckpointsQuery = Partial<Static<typeof ListCheckpointsQuerySchema>>;
+export type GetCheckpointQuery = Static<typeof GetCheckpointQuerySchema>;
+export type ClaimBody = Partial<Static<typeof ClaimBodySchema>>;
+
+export type ErrorBody = Static<(typeof ErrorResponses)[keyof typeof ErrorResponses]>;
+/** A string, or for a 422 the list of `{path, message}` issues. */
+export type ErrorReason = ErrorBody["reason"];
+
+export interface ExpertJobPage {
+  expertJobs: ExpertJob[];
+  meta: PageMeta;
+}
+
+export interface CheckpointPage {
+  checkpoints: Checkpoint[];
+  meta: PageMeta;
+}
+
+/** What `checkpoints.stream()` yields: each checkpoint once, in order, then `complete` when the job stopped. */
+export type StreamEvent =
+  | { type: "checkpoint"; /** The event id: the checkpoint's sequence number in its job. */ id: number; checkpoint: Checkpoint }
+  | { type: "complete"; status: ExpertJobStatus; expertJobId: string };

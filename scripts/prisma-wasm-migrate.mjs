@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+// Authors and checks migrations without Prisma's native schema engine (not downloadable offline):
+// drives the engine's wasm build directly, with an in-memory PGlite as the shadow database.
+//   create <name>   like `prisma migrate dev --create-only`
+//   check           exit 2 when schema.prisma and the committed migrations disagree (CI drift check)
+//   status|deploy   like `prisma migrate status|deploy` against DATABASE_URL
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import { bindMigrationAwareSqlAdapterFactory } from "@prisma/driver-adapter-utils";
+import { PrismaPGlite } from "pglite-prisma-adapter";
+
+const root = path.resolve(import.meta.dirname, "..");
+const schemaPath = path.join(root, "prisma/schema.prisma");
+const migrationsDir = path.join(root, "prisma/migrations");
+const filters = { externalTables: [], externalEnums: [] };
+
+async function loadEngineModule() {
+  // The package entry imports the .wasm as an ES module, which Node 20 cannot do without a flag.
+  const bgUrl = import.meta.resolve("@prisma/schema-engine-wasm/schema_engine_bg");
+  const bg = await import(bgUrl);
+  const wasm = await readFile(new URL("./schema_engine_bg.wasm", bgUrl));
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), { "./schema_engine_bg.js": bg });
+  bg.__wbg_set_wasm(instance.exports);
+  instance.exports.__wbindgen_start();
+  return bg;
+}
+
+// pglite-prisma-adapter 0.7.2 does not await exec() in executeScript, so a broken migration would pass
+// silently on the shadow database; this shadow adapter awaits it.
+function shadowAwareFactory(factory) {
+  return {
+    provider: factory.provider,
+    adapterName: factory.adapterName,
+    connect: () => factory.connect(),
+    async connectToShadowDb() {
+      const shadow = await new PrismaPGlite(new PGlite("memory://")).connect();
+      shadow.executeScript = async (script) => {
+        await shadow.client.exec(script);
+      };
+      return shadow;
+    },
+  };
+}
+
+async function migrationList() {
+  const names = existsSync(migrationsDir)
+    ? (await readdir(migrationsDir, { withFileTypes: true }))
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name)
+        .sort()
+    : [];
+  const migrationDirectories = await Promise.all(
+    names.map(async (name) => ({
+      path: name,
+      migrationFile: {
+        path: "migration.sql",
+        content: { tag: "ok", value: await readFile(path.join(migrationsDir, name, "migration.sql"), "utf8") },
+      },
+    })),
+  );
+  const lockPath = path.join(migrationsDir, "migration_lock.toml");
+  return {
+    baseDir: migrationsDir,
+    lockfile: { path: "migration_lock.toml", content: existsSync(lockPath) ? await readFile(lockPath, "utf8") : null },
+    shadowDbInitScript: "",
+    migrationDirectories,
+  };
+}
+
+async function openEngine(factory) {
+  const bg = await loadEngineModule();
+  const schemaText = await readFile(schemaPath, "utf8");
+  const adapter = bindMigrationAwareSqlAdapterFactory(shadowAwareFactory(factory));
+  const engine = await bg.SchemaEngine.new({ datamodels: [[schemaPath, schemaText]] }, () => {}, adapter);
+  return { engine, schemaText };
+}
+
+async function pendingSql(engine, schemaText) {
+  const result = await engine.diff({
+    from: { tag: "migrations", ...(await migrationList()) },
+    to: { tag: "schemaDatamodel", files: [{ path: schemaPath, content: schemaText }] },
+    script: true,
+    exitCode: true,
+    filters,
+  });
+  const script = result.stdout ?? "";
+  return script.trim() === "" || script.includes("-- This is an empty migration.") ? "" : script;
+}
+
+function timestamp() {
+  return new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14);
+}
+
+async function main() {
+  const [command, name] = process.argv.slice(2);
+  if (command === "create" || command === "check") {
+    const { engine, schemaText } = await openEngine(new PrismaPGlite(new PGlite("memory://")));
+    const sql = await pendingSql(engine, schemaText);
+    if (command === "check") {
+      if (sql) {
+        console.error("schema.prisma and prisma/migrations disagree; this migration is missing:\n" + sql);
+        process.exit(2);
+      }
+      console.log("migrations are in sync with schema.prisma");
+      return;
+    }
+    if (!name || !/^[a-z0-9_]+$/.test(name)) throw new Error("usage: create <name> (lowercase letters, digits, _)");
+    if (!sql) {
+      console.log("no schema change: nothing written");
+      return;
+    }
+    const dir = path.join(migrationsDir, `${timestamp()}_${name}`);
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, "migration.sql"), sql);
+    const lockPath = path.join(migrationsDir, "migration_lock.toml");
+    if (!existsSync(lockPath)) {
+      await writeFile(
+        lockPath,
+        '# Please do not edit this file manually\n# It should be added in your version-control system (e.g., Git)\nprovider = "postgresql"\n',
+      );
+    }
+    console.log(`wrote ${path.relative(root, dir)}/migration.sql`);
+    return;
+  }
+  if (command === "status" || command === "deploy") {
+    if (!process.env.DATABASE_URL) throw new Error("DATABASE_URL is required for status/deploy");
+    const { PrismaPg } = await import("@prisma/adapter-pg");
+    const { engine } = await openEngine(new PrismaPg({ connectionString: process.env.DATABASE_URL }));
+    const migrationsList = await migrationList();
+    const output =
+      command === "deploy"
+        ? await engine.applyMigrations({ migrationsList, filters })
+        : await engine.diagnoseMigrationHistory({ migrationsList, optInToShadowDatabase: false, filters });
+    console.log(JSON.stringify(output, null, 2));
+    return;
+  }
+  console.error("usage: prisma-wasm-migrate.mjs create <name> | check | status | deploy");
+  process.exit(1);
+}
+
+await main();

@@ -1,0 +1,211 @@
+import { randomUUID } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import multipart from "@fastify/multipart";
+import swagger from "@fastify/swagger";
+import scalar from "@scalar/fastify-api-reference";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { Config } from "./config.ts";
+import { authPlugin } from "./plugins/auth.ts";
+import { databasePlugin } from "./plugins/database.ts";
+import { errorHandlerPlugin, sendError } from "./plugins/error-handler.ts";
+import { jobSweeperPlugin } from "./plugins/job-sweeper.ts";
+import { metricsPlugin } from "./plugins/metrics.ts";
+import { notificationsPlugin, type NotificationsOptions } from "./plugins/notifications.ts";
+import { protectionPlugin, type RateLimitOptions, type UnderPressureOptions } from "./plugins/protection.ts";
+import { requestDrainPlugin } from "./plugins/request-drain.ts";
+import { runtimePlugin } from "./plugins/runtime.ts";
+import { servicesPlugin } from "./plugins/services.ts";
+import { streamHubPlugin } from "./plugins/stream-hub.ts";
+import { dashboardRoutes } from "./dashboard/dashboard.routes.ts";
+import { adminRoutes } from "./modules/admin/admin.routes.ts";
+import { checkpointStreamRoutes } from "./modules/checkpoints/checkpoint-stream.routes.ts";
+import { checkpointsRoutes } from "./modules/checkpoints/checkpoints.routes.ts";
+import { expertJobsRoutes } from "./modules/expert-jobs/expert-jobs.routes.ts";
+import { healthRoutes } from "./modules/health/health.routes.ts";
+import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
+
+export type AppConfig = Omit<Config, "secretsKey" | "port" | "host"> & { secretsKey: Buffer };
+
+export interface BuildAppOptions {
+  /** Pino options or a ready logger; false silences it (tests). */
+  logger?: FastifyServerOptions["logger"];
+  loggerInstance?: FastifyServerOptions["loggerInstance"];
+  notifications?: NotificationsOptions;
+  /** Unsent bytes a stream client may queue before it is disconnected (default 8 MiB). */
+  streamMaxBufferedBytes?: number;
+  /** How often the job sweeper takes back expired leases and expires paused jobs (default 5 s). */
+  sweepIntervalMs?: number;
+  /** Requests per API key and window (default 1200 per minute); false turns the limit off. */
+  rateLimit?: RateLimitOptions | false;
+  /** Load shedding (503) when the event loop lags (default: mean delay over 5 s above 1000 ms); false: off. */
+  underPressure?: UnderPressureOptions | false;
+  /** Open streams per API key and instance (default 100). */
+  maxStreamsPerKey?: number;
+  /** How long a stream keeps retrying reads while the database is unreachable before it sends `event: error` (default 30 s). */
+  streamReadRetryWindowMs?: number;
+  /** HTTP server timeouts (defaults: `serverTimeouts`). */
+  timeouts?: Partial<ServerTimeouts>;
+  /** How long shutdown waits for requests in flight (default 1.5 s). */
+  shutdownDrainMs?: number;
+}
+
+export interface ServerTimeouts {
+  /** Time to receive a request's headers (slow-loris bound). */
+  headersTimeoutMs: number;
+  /** Time to receive a whole request, body included; a 32 MiB checkpoint on a slow link needs minutes. */
+  requestTimeoutMs: number;
+  /** Socket inactivity before the server closes it; above the longest claim wait (30 s). Streams opt out. */
+  connectionTimeoutMs: number;
+  /** Idle keep-alive connections; above the usual load balancer idle timeout (60 s). */
+  keepAliveTimeoutMs: number;
+  /** How often Node checks the headers and request timeouts. */
+  checkIntervalMs: number;
+}
+
+export const serverTimeouts: ServerTimeouts = {
+  headersTimeoutMs: 30_000,
+  requestTimeoutMs: 300_000,
+  connectionTimeoutMs: 120_000,
+  keepAliveTimeoutMs: 72_000,
+  checkIntervalMs: 30_000,
+};
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** Log lines never carry credentials: `Authorization` is not logged and `access_token` is masked in URLs. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&]access_token=)[^&#]*/gi, "$1[REDACTED]");
+}
+
+export function loggerOptions(level: string): Exclude<FastifyServerOptions["logger"], boolean | undefined> {
+  return {
+    level,
+    redact: { paths: ["req.headers.authorization", "headers.authorization", "*.headers.authorization"], censor: "[REDACTED]" },
+    serializers: {
+      req: (request) => ({ method: request.method, url: redactUrl(request.url), remoteAddress: request.ip }),
+    },
+  };
+}
+
+export async function buildApp(config: AppConfig, options: BuildAppOptions = {}): Promise<FastifyInstance> {
+  const timeouts = { ...serverTimeouts, ...options.timeouts };
+  const app = Fastify({
+    ...(options.loggerInstance ? { loggerInstance: options.loggerInstance } : { logger: options.logger ?? loggerOptions(config.logLevel) }),
+    bodyLimit: config.bodyLimitBytes,
+    // Long enough that any over-long id reaches schema validation (422) rather than the router's 414.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 16_384 },
+    // What the router rejects before any hook runs (a malformed URL) still gets the envelope and a request id.
+    frameworkErrors: (error, request, reply) => {
+      reply.header("x-request-id", request.id);
+      if (error.code === "FST_ERR_MAX_PARAM_LENGTH") return sendError(reply, 422, [{ path: "/params", message: "is too long" }]);
+      return sendError(reply, 400, "Malformed URL");
+    },
+    forceCloseConnections: true,
+    // Opening the database (PGlite's crash recovery, pending migrations) can outlast Fastify's 10 s default.
+    pluginTimeout: 120_000,
+    // Requests arriving during shutdown get the error envelope from the request-drain plugin instead.
+    return503OnClosing: false,
+    connectionTimeout: timeouts.connectionTimeoutMs,
+    requestTimeout: timeouts.requestTimeoutMs,
+    keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: timeouts.headersTimeoutMs,
+      requestTimeout: timeouts.requestTimeoutMs,
+      connectionsCheckingInterval: timeouts.checkIntervalMs,
+    },
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const incoming = request.headers["x-request-id"];
+      return typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    },
+    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, useDefaults: true, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+  });
+
+  // The Perstack client sends `Content-Type: application/json` on every request, bodiless ones included.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  // Only JSON and multipart/form-data bodies exist in this API; anything else is a 415.
+  app.removeContentTypeParser(["application/json", "text/plain"]);
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    const text = body.toString();
+    if (text.trim() === "") return done(null, undefined);
+    parseJson(request, text, done);
+  });
+  await app.register(multipart, {
+    attachFieldsToBody: "keyValues",
+    limits: { fieldSize: config.bodyLimitBytes, fields: 1000, files: 100, fileSize: config.bodyLimitBytes, parts: 1100 },
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "Expert Jobs API",
+        version: "1.0.0",
+        description: "Self-hosted implementation of the Perstack Studio expert jobs API.",
+      },
+      components: {
+        securitySchemes: {
+          bearer: { type: "http", scheme: "bearer", description: "An API key (studio API) or ADMIN_TOKEN (admin API)" },
+        },
+      },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  await app.register(errorHandlerPlugin);
+  await app.register(databasePlugin, { database: config.database });
+  // After the database opened: its start-up (migrations, PGlite's WebAssembly) is not load to shed.
+  await app.register(protectionPlugin, {
+    rateLimit: options.rateLimit ?? { max: 1200, timeWindowMs: 60_000 },
+    underPressure: options.underPressure ?? { maxEventLoopDelayMs: 1000, sampleIntervalMs: 5000 },
+    corsOrigins: config.corsOrigins,
+    docsPrefix: "/docs",
+    bodyLimitBytes: config.bodyLimitBytes,
+  });
+  await app.register(metricsPlugin);
+  await app.register(authPlugin, { adminToken: config.adminToken });
+  await app.register(servicesPlugin, { secretsKey: config.secretsKey, leaseMs: config.leaseMs });
+  await app.register(notificationsPlugin, options.notifications ?? {});
+  await app.register(streamHubPlugin, {
+    heartbeatMs: config.sseHeartbeatMs,
+    maxBufferedBytes: options.streamMaxBufferedBytes ?? 8 * 1024 * 1024,
+    batchSize: 50,
+    maxStreamsPerKey: options.maxStreamsPerKey ?? 100,
+    readRetryWindowMs: options.streamReadRetryWindowMs ?? 30_000,
+    observer: app.metrics.streamHub,
+  });
+  await app.register(runtimePlugin, { leaseMs: config.leaseMs, pausedJobTtlMs: config.pausedJobTtlMs });
+  await app.register(jobSweeperPlugin, { intervalMs: options.sweepIntervalMs ?? 5_000 });
+  // After the stream hub and the runtime: its preClose waits for what theirs leave in flight.
+  await app.register(requestDrainPlugin, { timeoutMs: options.shutdownDrainMs ?? 1_500 });
+
+  await app.register(healthRoutes);
+  await app.register(
+    async (studio) => {
+      studio.addHook("onRequest", studio.authenticateApiKey);
+      await studio.register(expertJobsRoutes);
+      await studio.register(runtimeRoutes);
+      await studio.register(checkpointsRoutes);
+      await studio.register(checkpointStreamRoutes);
+    },
+    { prefix: "/api/studio/v1" },
+  );
+  if (config.adminToken !== undefined) {
+    await app.register(
+      async (admin) => {
+        admin.addHook("onRequest", admin.authenticateAdmin);
+        await admin.register(adminRoutes);
+      },
+      { prefix: "/api/admin/v1" },
+    );
+  }
+
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  await app.register(scalar, { routePrefix: "/docs", configuration: { url: "/openapi.json" } });
+  await app.register(dashboardRoutes);
+  return app;
+}

@@ -1,0 +1,168 @@
+import { text } from "node:stream/consumers";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+
+interface AdminRequest {
+  method: "POST" | "PUT" | "DELETE";
+  path: string;
+  body?: Record<string, unknown>;
+}
+
+interface Command {
+  usage: string;
+  summary: string;
+  /** Positional arguments after the command words: how many are required, how many more may follow. */
+  arity: [required: number, optional: number];
+  options?: ParseArgsConfig["options"];
+  request(args: string[], options: Record<string, string[] | undefined>): AdminRequest | Promise<AdminRequest>;
+}
+
+class UsageError extends Error {}
+
+const segment = encodeURIComponent;
+
+/** `-` reads the secret from stdin, so it stays out of shell history and `ps`. */
+async function secretArgument(value: string): Promise<string> {
+  if (value !== "-") return value;
+  const secret = (await text(process.stdin)).trim();
+  if (secret === "") throw new UsageError("no key on stdin");
+  return secret;
+}
+
+const commands: Record<string, Command> = {
+  "org create": {
+    usage: "org create <name>",
+    summary: "Create an organization",
+    arity: [1, 0],
+    request: ([name]) => ({ method: "POST", path: "/organizations", body: { name } }),
+  },
+  "app create": {
+    usage: "app create <organizationId> <name>",
+    summary: "Create an application in an organization",
+    arity: [2, 0],
+    request: ([organizationId, name]) => ({
+      method: "POST",
+      path: `/organizations/${segment(organizationId!)}/applications`,
+      body: { name },
+    }),
+  },
+  "key create": {
+    usage: "key create <applicationId> <client|runtime> [name]",
+    summary: "Create an API key (its value is printed only this once)",
+    arity: [2, 1],
+    request: ([applicationId, scope, name]) => ({
+      method: "POST",
+      path: `/applications/${segment(applicationId!)}/api_keys`,
+      body: { scope, ...(name !== undefined && { name }) },
+    }),
+  },
+  "key revoke": {
+    usage: "key revoke <apiKeyId>",
+    summary: "Revoke an API key at once",
+    arity: [1, 0],
+    request: ([apiKeyId]) => ({ method: "DELETE", path: `/api_keys/${segment(apiKeyId!)}` }),
+  },
+  "expert create": {
+    usage: "expert create <organizationId> <name> <version> <description> [--tag t]...",
+    summary: "Register an expert version (without --tag, the highest version takes `latest`)",
+    arity: [4, 0],
+    options: { tag: { type: "string", multiple: true } },
+    request: ([organizationId, name, version, description], { tag }) => ({
+      method: "POST",
+      path: `/organizations/${segment(organizationId!)}/experts`,
+      body: { name, version, description, ...(tag !== undefined && { tags: tag }) },
+    }),
+  },
+  "provider-key set": {
+    usage: "provider-key set <applicationId> <provider> <key|->",
+    summary: "Store a provider API key (`-` reads it from stdin)",
+    arity: [3, 0],
+    request: async ([applicationId, provider, key]) => ({
+      method: "PUT",
+      path: `/applications/${segment(applicationId!)}/provider_keys/${segment(provider!)}`,
+      body: { key: await secretArgument(key!) },
+    }),
+  },
+  "provider-key delete": {
+    usage: "provider-key delete <applicationId> <provider>",
+    summary: "Delete a provider API key",
+    arity: [2, 0],
+    request: ([applicationId, provider]) => ({
+      method: "DELETE",
+      path: `/applications/${segment(applicationId!)}/provider_keys/${segment(provider!)}`,
+    }),
+  },
+};
+
+function helpText(): string {
+  return [
+    "Usage: npm run cli -- <command>",
+    "",
+    ...Object.values(commands).flatMap((command) => [`  ${command.usage}`, `      ${command.summary}`]),
+    "  help",
+    "      Show this text",
+    "",
+    "Environment: EXPERT_JOBS_URL (default http://127.0.0.1:3000), ADMIN_TOKEN (required).",
+    "Prints the response body as JSON on stdout. An error response prints its envelope on stderr and exits 1;",
+    "a usage error exits 2.",
+  ].join("\n");
+}
+
+function parseCommand(argv: string[]): { command: Command; args: string[]; options: Record<string, string[] | undefined> } {
+  const name = argv.slice(0, 2).join(" ");
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) throw new UsageError(`unknown command: ${argv.join(" ")}`);
+  const { positionals, values } = parseArgs({ args: argv.slice(2), options: command.options ?? {}, allowPositionals: true, strict: true });
+  const [required, optional] = command.arity;
+  if (positionals.length < required || positionals.length > required + optional) {
+    throw new UsageError(`usage: npm run cli -- ${command.usage}`);
+  }
+  return { command, args: positionals, options: values as Record<string, string[] | undefined> };
+}
+
+async function send(baseUrl: string, token: string, request: AdminRequest): Promise<{ ok: boolean; text: string }> {
+  const response = await fetch(`${baseUrl.replace(/\/+$/, "")}/api/admin/v1${request.path}`, {
+    method: request.method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(request.body !== undefined && { "content-type": "application/json" }),
+    },
+    ...(request.body !== undefined && { body: JSON.stringify(request.body) }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  return { ok: response.ok, text: await response.text() };
+}
+
+const pretty = (body: string): string => {
+  try {
+    return JSON.stringify(JSON.parse(body), null, 2);
+  } catch {
+    return body;
+  }
+};
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || ["help", "--help", "-h"].includes(argv[0]!)) {
+    process.stdout.write(helpText() + "\n");
+    return 0;
+  }
+  try {
+    const { command, args, options } = parseCommand(argv);
+    const token = process.env.ADMIN_TOKEN;
+    if (!token) throw new UsageError("ADMIN_TOKEN is not set");
+    const request = await command.request(args, options);
+    const response = await send(process.env.EXPERT_JOBS_URL || "http://127.0.0.1:3000", token, request);
+    // DELETE answers 204 with no body: success shows only in the exit code.
+    if (response.text !== "") (response.ok ? process.stdout : process.stderr).write(pretty(response.text) + "\n");
+    return response.ok ? 0 : 1;
+  } catch (error) {
+    if (error instanceof UsageError || (error as NodeJS.ErrnoException).code?.startsWith("ERR_PARSE_ARGS")) {
+      process.stderr.write(`${(error as Error).message}\nRun \`npm run cli -- help\` for the list of commands.\n`);
+      return 2;
+    }
+    const cause = (error as Error).cause as Error | undefined;
+    process.stderr.write(`request failed: ${(error as Error).message}${cause?.message ? ` (${cause.message})` : ""}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,81 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+
+const IntegerString = (defaultValue: number, minimum: number, maximum = Number.MAX_SAFE_INTEGER) =>
+  Type.Integer({ default: defaultValue, minimum, maximum });
+
+export const EnvSchema = Type.Object({
+  PORT: IntegerString(3000, 0, 65535),
+  HOST: Type.String({ default: "127.0.0.1", minLength: 1 }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: "^postgres(ql)?://" })),
+  LEASE_MS: IntegerString(300_000, 1000),
+  PAUSED_JOB_TTL_MS: IntegerString(7 * 24 * 60 * 60 * 1000, 1000),
+  BODY_LIMIT_BYTES: IntegerString(33_554_432, 1024),
+  DATA_DIR: Type.String({ default: "./.data", minLength: 1 }),
+  ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
+  SECRETS_KEY: Type.Optional(Type.String({ minLength: 1 })),
+  LOG_LEVEL: Type.Union(
+    ["fatal", "error", "warn", "info", "debug", "trace", "silent"].map((level) => Type.Literal(level)),
+    { default: "info" },
+  ),
+  SSE_HEARTBEAT_MS: IntegerString(15_000, 10),
+  CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
+});
+
+export type Database =
+  | { kind: "postgres"; url: string }
+  /** `initialData`: a PGlite data-dir dump to start from (tests start from a migrated copy). */
+  | { kind: "pglite"; dataDir: string; initialData?: Blob };
+
+export interface Config {
+  port: number;
+  host: string;
+  database: Database;
+  leaseMs: number;
+  pausedJobTtlMs: number;
+  bodyLimitBytes: number;
+  dataDir: string;
+  adminToken?: string;
+  /** 32 bytes for AES-256-GCM; unset only with PGlite, where the server keeps a generated key in DATA_DIR. */
+  secretsKey?: Buffer;
+  logLevel: string;
+  sseHeartbeatMs: number;
+  /** Browser origins allowed by CORS (`*`: any); unset: no CORS headers at all. */
+  corsOrigins?: string[];
+}
+
+export class ConfigError extends Error {}
+
+/** The only place that reads process.env. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const known = Object.fromEntries(
+    Object.keys(EnvSchema.properties).flatMap((key) => (env[key] === undefined || env[key] === "" ? [] : [[key, env[key]]])),
+  );
+  const parsed = Value.Convert(EnvSchema, Value.Default(EnvSchema, known));
+  const errors = [...Value.Errors(EnvSchema, parsed)];
+  if (errors.length > 0) {
+    throw new ConfigError(errors.map((error) => `${error.path.slice(1)}: ${error.message}`).join("; "));
+  }
+  const values = parsed as Static<typeof EnvSchema>;
+  const secretsKey = values.SECRETS_KEY === undefined ? undefined : Buffer.from(values.SECRETS_KEY, "base64");
+  if (secretsKey && secretsKey.length !== 32) throw new ConfigError("SECRETS_KEY: must be 32 bytes, base64-encoded");
+  if (values.DATABASE_URL && !secretsKey) throw new ConfigError("SECRETS_KEY: required when DATABASE_URL is set");
+  return Object.freeze({
+    port: values.PORT,
+    host: values.HOST,
+    database: values.DATABASE_URL
+      ? { kind: "postgres" as const, url: values.DATABASE_URL }
+      : { kind: "pglite" as const, dataDir: `${values.DATA_DIR.replace(/\/$/, "")}/pglite` },
+    leaseMs: values.LEASE_MS,
+    pausedJobTtlMs: values.PAUSED_JOB_TTL_MS,
+    bodyLimitBytes: values.BODY_LIMIT_BYTES,
+    dataDir: values.DATA_DIR,
+    adminToken: values.ADMIN_TOKEN,
+    secretsKey,
+    logLevel: values.LOG_LEVEL,
+    sseHeartbeatMs: values.SSE_HEARTBEAT_MS,
+    corsOrigins: values.CORS_ORIGINS?.split(",")
+      .map((origin) => origin.trim())
+      .filter(Boolean),
+  });
+}

@@ -1,0 +1,29 @@
+import type { Prisma } from "../generated/prisma/client.ts";
+
+// NOTIFY is delivered on commit only, payloads must stay under 8000 bytes and carry no history:
+// they are wake-up pointers, and listeners re-read the database.
+export const channels = {
+  checkpointCreated: "app_checkpoint_created",
+  expertJobChanged: "app_expert_job_changed",
+} as const;
+
+export interface CheckpointCreatedPayload {
+  expertJobId: string;
+  seq: number;
+}
+
+export interface ExpertJobChangedPayload {
+  expertJobId: string;
+  applicationId: string;
+  status: string;
+}
+
+type Tx = Pick<Prisma.TransactionClient, "$executeRaw">;
+
+export async function notifyCheckpointCreated(tx: Tx, payload: CheckpointCreatedPayload): Promise<void> {
+  await tx.$executeRaw`SELECT pg_notify(${channels.checkpointCreated}, ${JSON.stringify(payload)})`;
+}
+
+export async function notifyExpertJobChanged(tx: Tx, payload: ExpertJobChangedPayload): Promise<void> {
+  await tx.$executeRaw`SELECT pg_notify(${channels.expertJobChanged}, ${JSON.stringify(payload)})`;
+}

@@ -1,0 +1,28 @@
+import { mkdir } from "node:fs/promises";
+import pg from "pg";
+import { PGlite } from "@electric-sql/pglite";
+import { loadConfig } from "../config.ts";
+import { applyMigrations, pgMigrationConnection } from "./migrations.ts";
+
+// `npm run db:migrate`: applies pending migrations to DATABASE_URL, or to the PGlite in DATA_DIR.
+const { database } = loadConfig({ ...process.env, SECRETS_KEY: process.env.SECRETS_KEY || Buffer.alloc(32).toString("base64") });
+let result;
+if (database.kind === "postgres") {
+  const client = new pg.Client({ connectionString: database.url });
+  await client.connect();
+  try {
+    result = await applyMigrations(pgMigrationConnection(client));
+  } finally {
+    await client.end();
+  }
+} else {
+  await mkdir(database.dataDir, { recursive: true });
+  const lite = await PGlite.create(database.dataDir);
+  try {
+    result = await applyMigrations(lite);
+  } finally {
+    await lite.close();
+  }
+}
+for (const warning of result.warnings) console.warn(warning);
+console.log(result.applied.length > 0 ? `applied: ${result.applied.join(", ")}` : "no pending migrations");

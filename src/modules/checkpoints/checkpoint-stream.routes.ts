@@ -1,0 +1,95 @@
+import type { OutgoingHttpHeaders } from "node:http";
+import { Type } from "@sinclair/typebox";
+import createError from "@fastify/error";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { RequestValidationError } from "../../errors.ts";
+import { errorResponses } from "../../schemas/common.ts";
+import { streamExample } from "../../schemas/examples.ts";
+import { ExpertJobParamsSchema } from "../expert-jobs/expert-jobs.schemas.ts";
+import { ExcludeSchema } from "./checkpoints.schemas.ts";
+
+const StreamQuerySchema = Type.Object({
+  after: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647, description: "Start after this event id (like Last-Event-ID)" })),
+  exclude: ExcludeSchema,
+  access_token: Type.Optional(Type.String({ description: "The API key, for EventSource (which cannot send headers)" })),
+});
+
+const EVENT_ID = /^\d{1,10}$/;
+
+export const TooManyStreamsError = createError<[number]>(
+  "APP_TOO_MANY_STREAMS",
+  "Too many open streams for this API key (at most %s); close one or retry later",
+  429,
+);
+
+export const checkpointStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    "/expert_jobs/:expertJobId/checkpoints/stream",
+    {
+      config: { acceptsAccessTokenQuery: true },
+      schema: {
+        operationId: "getApiStudioV1Expert_jobsByExpertJobIdCheckpointsStream",
+        summary: "Stream checkpoints (Server-Sent Events)",
+        description:
+          "Replays the job's checkpoints, then sends new ones live as `message` events (`id` = the checkpoint's sequence in the job). " +
+          "`complete {status, expertJobId}` ends the stream once the job is stopped; `error {type, expertJobId, message?, checkpointId?}` " +
+          "reports a failure while streaming. Resume with `Last-Event-ID` or `?after=`. `: ping` comments keep idle connections open.",
+        tags: ["checkpoints"],
+        params: ExpertJobParamsSchema,
+        querystring: StreamQuerySchema,
+        produces: ["text/event-stream"],
+        response: {
+          200: Type.String({ description: "text/event-stream of `message`, `error` and `complete` events", examples: [streamExample] }),
+          ...errorResponses(401, 404, 422),
+          429: Type.Object(
+            { code: Type.Literal(429), error: Type.Literal("Too Many Requests"), reason: Type.String() },
+            {
+              description: "The API key holds too many open streams, or made too many requests",
+              examples: [
+                {
+                  code: 429,
+                  error: "Too Many Requests",
+                  reason: "Too many open streams for this API key (at most 100); close one or retry later",
+                },
+              ],
+            },
+          ),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { expertJobId } = request.params;
+      const lastEventId = request.headers["last-event-id"];
+      if (lastEventId !== undefined && !(typeof lastEventId === "string" && EVENT_ID.test(lastEventId))) {
+        throw new RequestValidationError([{ path: "/headers/last-event-id", message: "must be a non-negative integer event id" }]);
+      }
+      await app.expertJobs.findRow(request.principal, expertJobId);
+      const afterSeq = lastEventId !== undefined ? Number(lastEventId) : (request.query.after ?? 0);
+      const { apiKeyId } = request.principal;
+      if (app.streamHub.streamsOf(apiKeyId) >= app.streamHub.maxStreamsPerKey)
+        throw new TooManyStreamsError(app.streamHub.maxStreamsPerKey);
+
+      reply.hijack();
+      // A stream may stay quiet for longer than the server's idle-connection timeout; its heartbeat keeps proxies open.
+      // (Injected requests have a socket without timeouts.)
+      request.raw.socket.setTimeout?.(0);
+      reply.raw.writeHead(200, {
+        // Headers set by hooks (CORS, rate limit) are kept: hijacking bypasses Fastify's own header writing.
+        ...(reply.getHeaders() as OutgoingHttpHeaders),
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache, no-transform",
+        "x-accel-buffering": "no",
+        connection: "keep-alive",
+        "x-request-id": request.id,
+      });
+      reply.raw.flushHeaders();
+      app.streamHub.subscribe({
+        expertJobId,
+        afterSeq,
+        excludeMessages: request.query.exclude === "messages",
+        response: reply.raw,
+        apiKeyId,
+      });
+    },
+  );
+};

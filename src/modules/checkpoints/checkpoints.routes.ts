@@ -1,0 +1,88 @@
+import type { TSchema } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifySchemaCompiler, FastifySchemaValidationError } from "fastify";
+import { errorResponses } from "../../schemas/common.ts";
+import { ExpertJobParamsSchema } from "../expert-jobs/expert-jobs.schemas.ts";
+import {
+  CheckpointEnvelopeSchema,
+  CheckpointListSchema,
+  CheckpointParamsSchema,
+  GetCheckpointQuerySchema,
+  ListCheckpointsQuerySchema,
+  PostCheckpointBodySchema,
+} from "./checkpoints.schemas.ts";
+
+/**
+ * Checks values as sent. The app-wide validator coerces (form bodies need it), which would turn a
+ * runtime's `messages: null` into `[null]` and `status: ["completed"]` into `"completed"`.
+ */
+const strictValidator: FastifySchemaCompiler<unknown> = ({ schema }) => {
+  const check = TypeCompiler.Compile(schema as TSchema);
+  return (value) => {
+    if (check.Check(value)) return { value };
+    const issues = new Map<string, FastifySchemaValidationError>();
+    for (const { path, message } of check.Errors(value)) {
+      if (!issues.has(path)) issues.set(path, { keyword: "type", instancePath: path, schemaPath: "#", params: {}, message });
+    }
+    return { error: [...issues.values()] };
+  };
+};
+
+export const checkpointsRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    "/expert_jobs/:expertJobId/checkpoints/:checkpointId",
+    {
+      schema: {
+        operationId: "getApiStudioV1Expert_jobsByExpertJobIdCheckpointsByCheckpointId",
+        summary: "Get a checkpoint",
+        tags: ["checkpoints"],
+        params: CheckpointParamsSchema,
+        querystring: GetCheckpointQuerySchema,
+        response: { 200: CheckpointEnvelopeSchema, ...errorResponses(401, 404, 422) },
+      },
+    },
+    async (request) => {
+      const { expertJobId, checkpointId } = request.params;
+      const excludeMessages = request.query.exclude === "messages";
+      return { data: { checkpoint: await app.checkpoints.get(request.principal, expertJobId, checkpointId, { excludeMessages }) } };
+    },
+  );
+
+  app.get(
+    "/expert_jobs/:expertJobId/checkpoints",
+    {
+      schema: {
+        operationId: "getApiStudioV1Expert_jobsByExpertJobIdCheckpoints",
+        summary: "List checkpoints",
+        tags: ["checkpoints"],
+        params: ExpertJobParamsSchema,
+        querystring: ListCheckpointsQuerySchema,
+        response: { 200: CheckpointListSchema, ...errorResponses(401, 404, 422) },
+      },
+    },
+    async (request) => {
+      const { checkpoints, total } = await app.checkpoints.list(request.principal, request.params.expertJobId, request.query);
+      return { data: { checkpoints }, meta: { total, take: request.query.take, skip: request.query.skip } };
+    },
+  );
+
+  app.post(
+    "/expert_jobs/:expertJobId/checkpoints",
+    {
+      config: { scope: "runtime" },
+      validatorCompiler: strictValidator,
+      schema: {
+        operationId: "postApiStudioV1Expert_jobsByExpertJobIdCheckpoints",
+        summary: "Create a checkpoint (runtime scope)",
+        tags: ["checkpoints"],
+        params: ExpertJobParamsSchema,
+        body: PostCheckpointBodySchema,
+        response: { 200: CheckpointEnvelopeSchema, ...errorResponses(400, 401, 403, 404, 409, 422) },
+      },
+    },
+    async (request) => ({
+      data: { checkpoint: await app.checkpoints.post(request.principal, request.params.expertJobId, request.body) },
+    }),
+  );
+};

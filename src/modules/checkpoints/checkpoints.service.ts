@@ -1,0 +1,363 @@
+import type { PrismaClient } from "../../generated/prisma/client.ts";
+import { BadRequestError, ConflictError, NotFoundError, reasons } from "../../errors.ts";
+import { newId } from "../../lib/ids.ts";
+import { sha256 } from "../../lib/secrets.ts";
+import { escapeLike, withoutNul } from "../../lib/text.ts";
+import type { Sql } from "../../db/sql.ts";
+import type { Principal } from "../../plugins/auth.ts";
+import type { ExpertDigest, Usage } from "../../schemas/common.ts";
+import { toExpertDigest, type ExpertsService } from "../experts/experts.service.ts";
+import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
+import { acceptsCheckpoints, jobStatusAfterCheckpoint, pausedStatuses, runningStatuses } from "../expert-jobs/job-state.ts";
+import { deriveCheckpointAction, type CheckpointAction } from "./checkpoint-action.ts";
+import type { Checkpoint, ListCheckpointsQuery, PostCheckpointBody } from "./checkpoints.schemas.ts";
+import {
+  countMatching,
+  readExperts,
+  readFeed,
+  readMessages,
+  readPage,
+  readPostContext,
+  storeCheckpoint,
+  type CheckpointRecord,
+  type NewCheckpoint,
+} from "./checkpoints.sql.ts";
+import { assignOrdinals, hashMessages, mergeRuns, rebuildMessages, type MessageRuns } from "./message-store.ts";
+
+interface StoredDelegation {
+  expertId: string;
+  toolCallId: string;
+  toolName: string;
+  query?: string;
+  checkpointId?: string;
+}
+
+export interface ReadOptions {
+  excludeMessages?: boolean;
+}
+
+const CHECKPOINT_ID_CONFLICT = "A checkpoint with this id already exists with different content";
+
+const resolvedJobColumns = { id: true, organizationId: true, applicationId: true, lastSeq: true } as const;
+
+export class CheckpointsService {
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly experts: ExpertsService,
+    private readonly leaseMs: number,
+    /** The hot paths' raw statements (checkpoints.sql.ts), prepared on PostgreSQL. */
+    private readonly sql: Sql,
+  ) {}
+
+  async #requireJob(principal: Principal, expertJobId: string) {
+    const job = await this.prisma.expertJob.findFirst({
+      where: { id: expertJobId, applicationId: principal.applicationId },
+      select: resolvedJobColumns,
+    });
+    if (!job) throw new NotFoundError(reasons.expertJobNotFound);
+    return job;
+  }
+
+  async get(principal: Principal, expertJobId: string, checkpointId: string, options: ReadOptions = {}): Promise<Checkpoint> {
+    await this.#requireJob(principal, expertJobId);
+    const row = await this.prisma.checkpoint.findUnique({ where: { expertJobId_id: { expertJobId, id: checkpointId } } });
+    if (!row) throw new NotFoundError(reasons.checkpointNotFound);
+    const [checkpoint] = await this.toCheckpoints(expertJobId, [row], options);
+    return checkpoint!;
+  }
+
+  async list(
+    principal: Principal,
+    expertJobId: string,
+    query: ListCheckpointsQuery,
+  ): Promise<{ checkpoints: Checkpoint[]; total: number }> {
+    const job = await this.#requireJob(principal, expertJobId);
+    const pattern = query.filter === undefined ? undefined : `%${escapeLike(withoutNul(query.filter))}%`;
+    const [rows, total] = await Promise.all([
+      readPage(this.sql, expertJobId, { sort: query.sort, order: query.order, take: query.take, skip: query.skip, pattern }),
+      // Checkpoints are never deleted and each one takes the next `last_seq`: without a filter that is the count.
+      pattern === undefined ? job.lastSeq : countMatching(this.sql, expertJobId, pattern),
+    ]);
+    return { checkpoints: await this.toCheckpoints(expertJobId, rows, { excludeMessages: query.exclude === "messages" }), total };
+  }
+
+  /**
+   * The stream's read: the job's status and last sequence number and, consistent with them, up to `limit`
+   * checkpoints after `afterSeq`, without `messages`; unless `excludeMessages`, each event carries its
+   * conversation as JSON text instead (`messagesJson`), ready to be written as it is. Undefined when the job is gone.
+   */
+  async readFeed(
+    expertJobId: string,
+    afterSeq: number,
+    limit: number,
+    options: ReadOptions = {},
+  ): Promise<{ status: ExpertJobStatus; lastSeq: number; events: FeedEvent[] } | undefined> {
+    const feed = await readFeed(this.sql, expertJobId, afterSeq, limit, !options.excludeMessages);
+    if (!feed) return undefined;
+    const digests = new Map(feed.experts.map((expert) => [expert.id, toExpertDigest(expert)]));
+    const missing = feed.rows.flatMap(expertIdsOf).filter((id) => !digests.has(id));
+    // An expert the statement did not find (none, unless the data is inconsistent) falls back to the usual read.
+    if (missing.length > 0) for (const [id, digest] of await this.#digests(missing)) digests.set(id, digest);
+    return {
+      status: feed.status,
+      lastSeq: feed.lastSeq,
+      events: feed.rows.map((row) => ({
+        seq: row.seq,
+        checkpoint: buildCheckpoint(expertJobId, row, digests, { excludeMessages: options.excludeMessages }),
+        ...(row.messagesJson !== undefined && { messagesJson: row.messagesJson }),
+      })),
+    };
+  }
+
+  /** Checkpoints of a job after a sequence number, in order. */
+  async listAfter(
+    expertJobId: string,
+    afterSeq: number,
+    limit: number,
+    options: ReadOptions = {},
+  ): Promise<Array<{ seq: number; checkpoint: Checkpoint }>> {
+    const events = (await this.readFeed(expertJobId, afterSeq, limit, options))?.events ?? [];
+    return events.map(({ seq, checkpoint, messagesJson }) => ({
+      seq,
+      checkpoint: messagesJson === undefined ? checkpoint : withMessages(checkpoint, JSON.parse(messagesJson)),
+    }));
+  }
+
+  /**
+   * The runtime's write path: one statement stores the checkpoint, its new messages and the job's counters
+   * under the job's row lock (so a job's checkpoints commit in order), and queues the NOTIFY; it only
+   * applies if the job is still as read just before, else the post reads again (see checkpoints.sql.ts).
+   */
+  async post(principal: Principal, expertJobId: string, body: PostCheckpointBody): Promise<Checkpoint> {
+    const { checkpoint: posted, step } = body;
+    const contentHash = sha256(JSON.stringify(body)).toString("hex");
+    const hashed = hashMessages(posted.messages);
+    const read = () => readPostContext(this.sql, expertJobId, principal.applicationId, posted.id ?? null, hashed.hashes);
+
+    // The job's organization is the principal's, so its experts resolve while the job is read.
+    const [experts, first] = await Promise.allSettled([
+      Promise.all([
+        this.#resolveExpert(principal.organizationId, posted.expert.key),
+        posted.delegateTo && this.#resolveExpert(principal.organizationId, posted.delegateTo.expert.key),
+        posted.delegatedBy && this.#resolveExpert(principal.organizationId, posted.delegatedBy.expert.key),
+      ]),
+      read(),
+    ]);
+    if (first.status === "rejected") throw first.reason;
+    let context = first.value;
+    if (!context) throw new NotFoundError(reasons.expertJobNotFound);
+    if (context.existingContentHash !== null) return this.#existing(expertJobId, posted.id!, context.existingContentHash, contentHash);
+    if (experts.status === "rejected") throw experts.reason;
+    const [expert, delegateExpert, delegatedByExpert] = experts.value;
+    const digests = new Map(
+      [expert, delegateExpert, delegatedByExpert].flatMap((digest) => (digest ? [[digest.id, digest] as const] : [])),
+    );
+    const usage = usageCounters(posted.usage);
+    const action = deriveCheckpointAction({
+      status: posted.status,
+      messages: posted.messages,
+      newMessages: step.newMessages,
+      toolCall: step.toolCall,
+      toolResult: step.toolResult,
+      delegateTo: posted.delegateTo && delegateExpert && { expert: delegateExpert, query: posted.delegateTo.query },
+    });
+    const id = posted.id ?? newId();
+    const runId = posted.runId ?? newId();
+    const startedAt = new Date(step.startedAt);
+    const finishedAt = step.finishedAt === undefined ? null : new Date(step.finishedAt);
+    const columns = {
+      expertJobId,
+      id,
+      runId,
+      stepNumber: posted.stepNumber,
+      status: posted.status,
+      expertId: expert.id,
+      expertKey: expert.key,
+      action: JSON.stringify(withoutNul(action)),
+      skillName: withoutNul(step.toolCall?.skillName) ?? null,
+      toolName: withoutNul(step.toolCall?.toolName) ?? null,
+      delegateTo: posted.delegateTo
+        ? JSON.stringify(
+            withoutNul({
+              expertId: delegateExpert!.id,
+              toolCallId: posted.delegateTo.toolCallId,
+              toolName: posted.delegateTo.toolName,
+              query: posted.delegateTo.query,
+            }),
+          )
+        : null,
+      delegatedBy: posted.delegatedBy
+        ? JSON.stringify(
+            withoutNul({
+              expertId: delegatedByExpert!.id,
+              toolCallId: posted.delegatedBy.toolCallId,
+              toolName: posted.delegatedBy.toolName,
+              checkpointId: posted.delegatedBy.checkpointId,
+            }),
+          )
+        : null,
+      inputMessages: step.inputMessages === undefined ? null : JSON.stringify(step.inputMessages),
+      newMessages: JSON.stringify(step.newMessages),
+      toolCall: step.toolCall === undefined ? null : JSON.stringify(step.toolCall),
+      toolResult: step.toolResult === undefined ? null : JSON.stringify(step.toolResult),
+      usage: JSON.stringify(usage),
+      contextWindow: posted.contextWindow ?? 0,
+      contextWindowUsage: posted.contextWindowUsage ?? 0,
+      startedAt,
+      finishedAt,
+      contentHash,
+    };
+
+    for (;;) {
+      if (!acceptsCheckpoints.has(context.status)) throw new ConflictError(closedJobReason(context.status));
+      const { runs, created: newMessages } = assignOrdinals(hashed, context.ordinalsByHash, context.lastOrdinal);
+      const status = jobStatusAfterCheckpoint(context.status, posted.status, posted.delegatedBy !== undefined);
+      const now = new Date();
+      const row: NewCheckpoint = {
+        ...columns,
+        seq: context.lastSeq + 1,
+        messageRuns: JSON.stringify(runs),
+        resumedFromCheckpointId: context.resumeFromCheckpointId,
+        createdAt: now,
+      };
+      const stored = await storeCheckpoint(this.sql, context, newMessages, row, {
+        status,
+        applicationId: principal.applicationId,
+        statusChanged: status !== context.status,
+        durationMs: finishedAt ? Math.max(0, finishedAt.getTime() - startedAt.getTime()) : 0,
+        leaseExpiresAt: runningStatuses.has(status) ? new Date(now.getTime() + this.leaseMs) : null,
+        pausedAt: pausedStatuses.has(status) ? now : null,
+      });
+      if (stored) {
+        // The reply is built from what was just written (the jsonb columns as Postgres returned them), the
+        // experts resolved above and the posted messages: no read-back.
+        const checkpointRow: CheckpointRecord = {
+          ...row,
+          status: posted.status,
+          action: JSON.parse(stored.action),
+          usage: JSON.parse(stored.usage),
+          delegateTo: stored.delegate_to === null ? null : JSON.parse(stored.delegate_to),
+          delegatedBy: stored.delegated_by === null ? null : JSON.parse(stored.delegated_by),
+          messageRuns: JSON.parse(stored.message_runs),
+          inputMessages: (step.inputMessages ?? null) as CheckpointRecord["inputMessages"],
+          newMessages: step.newMessages as CheckpointRecord["newMessages"],
+          toolCall: (step.toolCall ?? null) as CheckpointRecord["toolCall"],
+          toolResult: (step.toolResult ?? null) as CheckpointRecord["toolResult"],
+        };
+        return (await this.toCheckpoints(expertJobId, [checkpointRow], {}, posted.messages, digests))[0]!;
+      }
+      // Another post, a cancel or a status report changed the job since it was read: read it again. Each
+      // retry follows a change that did commit, so posts to one job always make progress.
+      const again = await read();
+      if (!again) throw new NotFoundError(reasons.expertJobNotFound);
+      context = again;
+      if (context.existingContentHash !== null) return this.#existing(expertJobId, posted.id!, context.existingContentHash, contentHash);
+    }
+  }
+
+  /** A checkpoint id the job already has: the same content is an idempotent re-post, other content a conflict. */
+  async #existing(expertJobId: string, id: string, storedHash: string, contentHash: string): Promise<Checkpoint> {
+    if (storedHash !== contentHash) throw new ConflictError(CHECKPOINT_ID_CONFLICT);
+    const row = await this.prisma.checkpoint.findUniqueOrThrow({ where: { expertJobId_id: { expertJobId, id } } });
+    return (await this.toCheckpoints(expertJobId, [row], {}))[0]!;
+  }
+
+  async #resolveExpert(organizationId: string, key: string): Promise<ExpertDigest> {
+    const digest = await this.experts.resolve(organizationId, key);
+    if (!digest) throw new BadRequestError(reasons.expertNotFound);
+    return digest;
+  }
+
+  /** Builds API checkpoints from stored ones: one query for their experts, one for their messages, run together. */
+  async toCheckpoints(
+    expertJobId: string,
+    rows: CheckpointRecord[],
+    options: ReadOptions,
+    postedMessages?: unknown[],
+    knownDigests?: Map<string, ExpertDigest>,
+  ): Promise<Checkpoint[]> {
+    const expertIds = [...new Set(rows.flatMap(expertIdsOf))];
+    const needsMessages = !options.excludeMessages && postedMessages === undefined;
+    const [digests, bodies] = await Promise.all([
+      knownDigests && expertIds.every((id) => knownDigests.has(id)) ? knownDigests : this.#digests(expertIds),
+      needsMessages
+        ? readMessages(this.sql, expertJobId, mergeRuns(rows.flatMap((row) => row.messageRuns as MessageRuns)))
+        : new Map<number, unknown>(),
+    ]);
+    return rows.map((row) => {
+      const checkpoint = buildCheckpoint(expertJobId, row, digests, options);
+      if (options.excludeMessages) return checkpoint;
+      return withMessages(checkpoint, postedMessages ?? rebuildMessages(row.messageRuns as MessageRuns, bodies));
+    });
+  }
+
+  async #digests(ids: string[]): Promise<Map<string, ExpertDigest>> {
+    return new Map((await readExperts(this.sql, ids)).map((expert) => [expert.id, toExpertDigest(expert)]));
+  }
+}
+
+export interface FeedEvent {
+  seq: number;
+  /** Without `messages`. */
+  checkpoint: Checkpoint;
+  /** The conversation as a JSON array text, unless messages were excluded. */
+  messagesJson?: string;
+}
+
+const delegationsOf = (row: CheckpointRecord) =>
+  [row.delegateTo, row.delegatedBy].filter((value) => value !== null) as unknown as StoredDelegation[];
+
+const expertIdsOf = (row: CheckpointRecord) => [row.expertId, ...delegationsOf(row).map((delegation) => delegation.expertId)];
+
+/** An API checkpoint without `messages` (and without `inputMessages` too with `excludeMessages`). */
+function buildCheckpoint(expertJobId: string, row: CheckpointRecord, digests: Map<string, ExpertDigest>, options: ReadOptions): Checkpoint {
+  const delegateTo = row.delegateTo as unknown as StoredDelegation | null;
+  const delegatedBy = row.delegatedBy as unknown as StoredDelegation | null;
+  const digestOf = (id: string) => digests.get(id)!;
+  return {
+    type: "checkpoint",
+    id: row.id,
+    action: row.action as CheckpointAction,
+    runId: row.runId,
+    expertJobId,
+    stepNumber: row.stepNumber,
+    status: row.status,
+    expert: digestOf(row.expertId),
+    ...(row.skillName !== null && { skillName: row.skillName }),
+    ...(row.toolName !== null && { toolName: row.toolName }),
+    ...(delegateTo && {
+      delegateTo: { expert: digestOf(delegateTo.expertId), toolCallId: delegateTo.toolCallId, toolName: delegateTo.toolName },
+    }),
+    ...(delegatedBy && {
+      delegatedBy: {
+        expert: digestOf(delegatedBy.expertId),
+        toolCallId: delegatedBy.toolCallId,
+        toolName: delegatedBy.toolName,
+        checkpointId: delegatedBy.checkpointId!,
+      },
+    }),
+    ...(!options.excludeMessages && row.inputMessages !== null && { inputMessages: row.inputMessages as unknown[] }),
+    newMessages: row.newMessages as unknown[],
+    ...(row.toolCall !== null && { toolCall: row.toolCall as Checkpoint["toolCall"] }),
+    ...(row.toolResult !== null && { toolResult: row.toolResult as Checkpoint["toolResult"] }),
+    usage: row.usage as Usage,
+    contextWindow: row.contextWindow,
+    contextWindowUsage: row.contextWindowUsage,
+    startedAt: row.startedAt.toISOString(),
+    ...(row.finishedAt !== null && { finishedAt: row.finishedAt.toISOString() }),
+  };
+}
+
+/** The checkpoint with its conversation (key order does not matter: responses are serialised by schema). */
+const withMessages = (checkpoint: Checkpoint, messages: unknown[]): Checkpoint => ({ ...checkpoint, messages });
+
+/** The five counters only: extra keys a runtime sends are not part of the contract and would land in `jsonb`. */
+function usageCounters(usage: Usage): Usage {
+  const { inputTokens, outputTokens, reasoningTokens, totalTokens, cachedInputTokens } = usage;
+  return { inputTokens, outputTokens, reasoningTokens, totalTokens, cachedInputTokens };
+}
+
+function closedJobReason(status: ExpertJobStatus): string {
+  if (status === "canceled" || status === "expired") return `Expert job is ${status}`;
+  return "Current status is unable to accept checkpoints";
+}

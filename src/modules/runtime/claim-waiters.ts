@@ -1,0 +1,58 @@
+export interface Waiter {
+  readonly applicationId: string;
+  /** Set by a wake-up; the claim loop clears it before each attempt, so a wake during an attempt is not lost. */
+  woken: boolean;
+  release?: () => void;
+}
+
+/** Claims long-polling on this instance, by application, woken when a job of theirs is queued. */
+export class ClaimWaiters {
+  readonly #byApplication = new Map<string, Set<Waiter>>();
+
+  get size(): number {
+    let count = 0;
+    for (const waiters of this.#byApplication.values()) count += waiters.size;
+    return count;
+  }
+
+  add(applicationId: string): Waiter {
+    const waiter: Waiter = { applicationId, woken: false };
+    let waiters = this.#byApplication.get(applicationId);
+    if (!waiters) this.#byApplication.set(applicationId, (waiters = new Set()));
+    waiters.add(waiter);
+    return waiter;
+  }
+
+  remove(waiter: Waiter): void {
+    const waiters = this.#byApplication.get(waiter.applicationId);
+    waiters?.delete(waiter);
+    if (waiters?.size === 0) this.#byApplication.delete(waiter.applicationId);
+  }
+
+  /** Resolves after `ms`, on a wake-up or on abort, whichever comes first; at once if already woken. */
+  wait(waiter: Waiter, ms: number, signal: AbortSignal): Promise<void> {
+    if (waiter.woken || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const release = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", release);
+        waiter.release = undefined;
+        resolve();
+      };
+      const timer = setTimeout(release, ms);
+      signal.addEventListener("abort", release, { once: true });
+      waiter.release = release;
+    });
+  }
+
+  wake(applicationId: string): void {
+    for (const waiter of this.#byApplication.get(applicationId) ?? []) {
+      waiter.woken = true;
+      waiter.release?.();
+    }
+  }
+
+  wakeAll(): void {
+    for (const applicationId of [...this.#byApplication.keys()]) this.wake(applicationId);
+  }
+}

@@ -1,0 +1,255 @@
+import { Prisma, type PrismaClient } from "../../generated/prisma/client.ts";
+import type { FastifyBaseLogger } from "fastify";
+import { ConflictError } from "../../errors.ts";
+import { notifyExpertJobChanged, type ExpertJobChangedPayload } from "../../db/channels.ts";
+import { providerOf } from "../../lib/models.ts";
+import type { Principal } from "../../plugins/auth.ts";
+import type { Checkpoint } from "../checkpoints/checkpoints.schemas.ts";
+import type { CheckpointsService } from "../checkpoints/checkpoints.service.ts";
+import type { ExpertJob, ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
+import { expertJobInclude, toExpertJob, type ExpertJobRow, type ExpertJobsService } from "../expert-jobs/expert-jobs.service.ts";
+import { leasedStatuses, pausedStatuses, statusAfterLeaseExpiry, statusAfterReport } from "../expert-jobs/job-state.ts";
+import type { ProviderKeysService } from "../provider-keys/provider-keys.service.ts";
+import { ClaimWaiters } from "./claim-waiters.ts";
+import type { Claim } from "./runtime.schemas.ts";
+
+export interface RuntimeOptions {
+  /** How long a claimed job stays with its runtime without a checkpoint or a `processing` report. */
+  leaseMs: number;
+  /** How long a paused job waits for a continue before it expires. */
+  pausedJobTtlMs: number;
+}
+
+export interface SweepResult {
+  requeued: number;
+  failed: number;
+  canceled: number;
+  expired: number;
+}
+
+type Tx = Prisma.TransactionClient;
+
+// Rows changed per sweep transaction: bounds how long the sweeper holds row locks.
+const SWEEP_BATCH = 100;
+
+// The status lists are constants of this module, never input, so they are inlined into the SQL.
+const statusList = (statuses: Iterable<ExpertJobStatus>) => Prisma.raw([...statuses].map((status) => `'${status}'`).join(", "));
+
+/** The runtime side of a job: claims with leases, status reports, and taking back jobs whose runtime went silent. */
+export class RuntimeService {
+  readonly #waiters = new ClaimWaiters();
+  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #swept: SweepResult = { requeued: 0, failed: 0, canceled: 0, expired: 0 };
+  #closed = false;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly expertJobs: ExpertJobsService,
+    private readonly checkpoints: CheckpointsService,
+    private readonly providerKeys: ProviderKeysService,
+    private readonly log: FastifyBaseLogger,
+    private readonly options: RuntimeOptions,
+  ) {}
+
+  /** Claims currently long-polling on this instance. */
+  get waitingClaims(): number {
+    return this.#waiters.size;
+  }
+
+  /** Jobs this instance's sweeps changed since start (lease expiries by outcome, and expired paused jobs). */
+  get sweptTotals(): Readonly<SweepResult> {
+    return this.#swept;
+  }
+
+  /**
+   * Claims the oldest queued job of the principal's application, waiting up to `waitMs` for one to be
+   * queued; undefined when none came, the server is closing or `signal` aborted (the client left).
+   */
+  claim(principal: Principal, waitMs: number, signal: AbortSignal): Promise<Claim | undefined> {
+    const claiming = this.#claim(principal.applicationId, waitMs, signal);
+    this.#inFlight.add(claiming);
+    void claiming.finally(() => this.#inFlight.delete(claiming)).catch(() => {});
+    return claiming;
+  }
+
+  async #claim(applicationId: string, waitMs: number, signal: AbortSignal): Promise<Claim | undefined> {
+    const deadline = Date.now() + waitMs;
+    // Registered before the first attempt: a job queued between an empty attempt and the wait still wakes it.
+    const waiter = this.#waiters.add(applicationId);
+    try {
+      for (;;) {
+        waiter.woken = false;
+        const claim = await this.#claimOnce(applicationId);
+        if (claim) return claim;
+        const remaining = deadline - Date.now();
+        if (remaining <= 0 || this.#closed || signal.aborted) return undefined;
+        await this.#waiters.wait(waiter, remaining, signal);
+        if (this.#closed || signal.aborted) return undefined;
+      }
+    } finally {
+      this.#waiters.remove(waiter);
+    }
+  }
+
+  async #claimOnce(applicationId: string): Promise<Claim | undefined> {
+    for (;;) {
+      const job = await this.prisma.$transaction(async (tx) => {
+        // SKIP LOCKED: concurrent claimers (on any instance) each take a different job, or none.
+        const [next] = await tx.$queryRaw<Array<{ id: string }>>`
+          SELECT id FROM expert_job
+          WHERE application_id = ${applicationId} AND status = 'queued'
+          ORDER BY created_at, id
+          LIMIT 1
+          FOR UPDATE SKIP LOCKED`;
+        if (!next) return undefined;
+        const claimed = await tx.expertJob.update({
+          where: { id: next.id },
+          data: { status: "processing", leaseExpiresAt: new Date(Date.now() + this.options.leaseMs), pausedAt: null },
+          include: expertJobInclude,
+        });
+        await notifyExpertJobChanged(tx, { expertJobId: claimed.id, applicationId, status: claimed.status });
+        return claimed;
+      });
+      if (!job) return undefined;
+
+      const provider = providerOf(job.model);
+      const key = await this.providerKeys.reveal(applicationId, provider);
+      if (key === undefined) {
+        // The key was deleted after the job was queued. Failing the job (a client can continue it once a
+        // key is back) beats handing it to a runtime that cannot call its model, or re-claiming it forever.
+        await this.#failClaimed(job);
+        this.log.warn({ expertJobId: job.id, provider }, "claimed job failed: its provider API key is gone");
+        continue;
+      }
+      const checkpoint = await this.#checkpointToResume(job);
+      return {
+        expertJob: toExpertJob(job),
+        ...(checkpoint && { checkpoint }),
+        leaseExpiresAt: job.leaseExpiresAt!.toISOString(),
+        providerKey: { provider, key },
+      };
+    }
+  }
+
+  async #failClaimed(job: ExpertJobRow): Promise<void> {
+    await this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.expertJob.updateMany({
+        where: { id: job.id, status: "processing", leaseExpiresAt: job.leaseExpiresAt },
+        data: { status: "failed", leaseExpiresAt: null },
+      });
+      if (count > 0) await notifyExpertJobChanged(tx, { expertJobId: job.id, applicationId: job.applicationId, status: "failed" });
+    });
+  }
+
+  async #checkpointToResume(job: ExpertJobRow): Promise<Checkpoint | undefined> {
+    const row = job.resumeFromCheckpointId
+      ? await this.prisma.checkpoint.findUnique({ where: { expertJobId_id: { expertJobId: job.id, id: job.resumeFromCheckpointId } } })
+      : await this.prisma.checkpoint.findFirst({ where: { expertJobId: job.id }, orderBy: { seq: "desc" } });
+    if (!row) return undefined;
+    const [checkpoint] = await this.checkpoints.toCheckpoints(job.id, [row], {});
+    return checkpoint;
+  }
+
+  /** A job changed somewhere (any instance): waiting claims of its application try again when it was queued. */
+  onJobChanged(payload: ExpertJobChangedPayload): void {
+    if (payload.status === "queued") this.#waiters.wake(payload.applicationId);
+  }
+
+  /** After notifications may have been missed (LISTEN reconnect), every waiting claim looks again. */
+  wakeAll(): void {
+    this.#waiters.wakeAll();
+  }
+
+  /** Ends waiting claims (they answer 204) and waits for claims in flight, so the database can close after. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#waiters.wakeAll();
+    await Promise.allSettled([...this.#inFlight]);
+  }
+
+  /** The runtime reports a status (`processing` doubles as the heartbeat that renews the lease). */
+  async reportStatus(principal: Principal, expertJobId: string, reported: ExpertJobStatus): Promise<ExpertJob> {
+    const job = await this.expertJobs.findRow(principal, expertJobId);
+    const row = await this.prisma.$transaction(async (tx) => {
+      const [locked] = await tx.$queryRaw<Array<{ status: ExpertJobStatus }>>`
+        SELECT status FROM expert_job WHERE id = ${job.id} FOR UPDATE`;
+      const current = locked!.status;
+      const next = statusAfterReport(current, reported);
+      if (next === undefined) throw new ConflictError(`Cannot change status from ${current} to ${reported}`);
+      const leased = leasedStatuses.includes(next);
+      if (next === current && !leased) return tx.expertJob.findUniqueOrThrow({ where: { id: job.id }, include: expertJobInclude });
+      const now = Date.now();
+      const updated = await tx.expertJob.update({
+        where: { id: job.id },
+        data: {
+          status: next,
+          leaseExpiresAt: leased ? new Date(now + this.options.leaseMs) : null,
+          ...(next !== current && { pausedAt: pausedStatuses.has(next) ? new Date(now) : null }),
+        },
+        include: expertJobInclude,
+      });
+      if (next !== current) await notifyExpertJobChanged(tx, { expertJobId: job.id, applicationId: job.applicationId, status: next });
+      return updated;
+    });
+    return toExpertJob(row);
+  }
+
+  /**
+   * Takes back leased jobs whose lease ran out (requeued, counted against maxRetries, then failed; a
+   * canceling job becomes canceled) and expires paused jobs older than the TTL. Safe to run on every
+   * instance at once: rows are taken with SKIP LOCKED, so each is changed by one sweeper only.
+   */
+  async sweep(now: Date = new Date()): Promise<SweepResult> {
+    const result: SweepResult = { requeued: 0, failed: 0, canceled: 0, expired: 0 };
+    for (;;) {
+      const changed = await this.prisma.$transaction((tx) => this.#takeBackExpiredLeases(tx, now, result));
+      if (changed < SWEEP_BATCH) break;
+    }
+    const pausedBefore = new Date(now.getTime() - this.options.pausedJobTtlMs);
+    for (;;) {
+      const changed = await this.prisma.$transaction((tx) => this.#expirePausedJobs(tx, pausedBefore, result));
+      if (changed < SWEEP_BATCH) break;
+    }
+    for (const outcome of Object.keys(result) as Array<keyof SweepResult>) this.#swept[outcome] += result[outcome];
+    return result;
+  }
+
+  async #takeBackExpiredLeases(tx: Tx, now: Date, result: SweepResult): Promise<number> {
+    const rows = await tx.$queryRaw<
+      Array<{ id: string; application_id: string; status: ExpertJobStatus; retry_count: number; max_retries: number }>
+    >`
+      SELECT id, application_id, status, retry_count, max_retries FROM expert_job
+      WHERE status IN (${statusList(leasedStatuses)}) AND lease_expires_at < ${now.toISOString()}::timestamptz
+      ORDER BY lease_expires_at
+      LIMIT ${SWEEP_BATCH}
+      FOR UPDATE SKIP LOCKED`;
+    for (const row of rows) {
+      const status = statusAfterLeaseExpiry(row.status, row.retry_count, row.max_retries);
+      await tx.expertJob.update({
+        where: { id: row.id },
+        data: { status, leaseExpiresAt: null, ...(row.status !== "canceling" && { retryCount: row.retry_count + 1 }) },
+      });
+      await notifyExpertJobChanged(tx, { expertJobId: row.id, applicationId: row.application_id, status });
+      if (status === "queued") result.requeued++;
+      else if (status === "failed") result.failed++;
+      else result.canceled++;
+    }
+    return rows.length;
+  }
+
+  async #expirePausedJobs(tx: Tx, pausedBefore: Date, result: SweepResult): Promise<number> {
+    const rows = await tx.$queryRaw<Array<{ id: string; application_id: string }>>`
+      SELECT id, application_id FROM expert_job
+      WHERE status IN (${statusList(pausedStatuses)}) AND paused_at < ${pausedBefore.toISOString()}::timestamptz
+      ORDER BY paused_at
+      LIMIT ${SWEEP_BATCH}
+      FOR UPDATE SKIP LOCKED`;
+    if (rows.length === 0) return 0;
+    await tx.expertJob.updateMany({ where: { id: { in: rows.map((row) => row.id) } }, data: { status: "expired" } });
+    for (const row of rows) {
+      await notifyExpertJobChanged(tx, { expertJobId: row.id, applicationId: row.application_id, status: "expired" });
+    }
+    result.expired += rows.length;
+    return rows.length;
+  }
+}

@@ -1,0 +1,77 @@
+import { mkdir } from "node:fs/promises";
+import fp from "fastify-plugin";
+import pg from "pg";
+import { PGlite } from "@electric-sql/pglite";
+import { PrismaPg } from "@prisma/adapter-pg";
+import { PrismaPGlite } from "pglite-prisma-adapter";
+import type { FastifyBaseLogger } from "fastify";
+import { PrismaClient } from "../generated/prisma/client.ts";
+import type { Database } from "../config.ts";
+import { applyMigrations, pgMigrationConnection } from "../db/migrations.ts";
+
+export type DatabaseHandle = { kind: "postgres"; url: string; pool: pg.Pool } | { kind: "pglite"; lite: PGlite };
+
+declare module "fastify" {
+  interface FastifyInstance {
+    prisma: PrismaClient;
+    database: DatabaseHandle;
+  }
+}
+
+export interface OpenedDatabase {
+  prisma: PrismaClient;
+  handle: DatabaseHandle;
+  close(): Promise<void>;
+}
+
+/** Opens the database, applies pending migrations, and returns a Prisma client bound to it. */
+export async function openDatabase(database: Database, log: FastifyBaseLogger): Promise<OpenedDatabase> {
+  if (database.kind === "postgres") {
+    const pool = new pg.Pool({ connectionString: database.url, max: 10, keepAlive: true });
+    // An idle client dropped by the server (restart, pg_terminate_backend) must not crash the process.
+    pool.on("error", (error) => log.warn({ err: error }, "idle database connection lost"));
+    const client = await pool.connect();
+    try {
+      const result = await applyMigrations(pgMigrationConnection(client));
+      reportMigrations(result, log);
+    } finally {
+      client.release();
+    }
+    const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: false }) });
+    return {
+      prisma,
+      handle: { kind: "postgres", url: database.url, pool },
+      async close() {
+        await prisma.$disconnect();
+        await pool.end();
+      },
+    };
+  }
+  if (!database.dataDir.startsWith("memory://")) await mkdir(database.dataDir, { recursive: true });
+  const lite = await PGlite.create(database.dataDir, database.initialData ? { loadDataDir: database.initialData } : {});
+  reportMigrations(await applyMigrations(lite), log);
+  const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });
+  return {
+    prisma,
+    handle: { kind: "pglite", lite },
+    async close() {
+      await prisma.$disconnect();
+      await lite.close();
+    },
+  };
+}
+
+function reportMigrations(result: { applied: string[]; warnings: string[] }, log: FastifyBaseLogger) {
+  if (result.applied.length > 0) log.info({ migrations: result.applied }, "database migrations applied");
+  for (const warning of result.warnings) log.warn(warning);
+}
+
+export const databasePlugin = fp<{ database: Database }>(
+  async (app, { database }) => {
+    const opened = await openDatabase(database, app.log);
+    app.decorate("prisma", opened.prisma);
+    app.decorate("database", { getter: () => opened.handle });
+    app.addHook("onClose", async () => opened.close());
+  },
+  { name: "database", fastify: "5.x" },
+);

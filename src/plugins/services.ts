@@ -1,0 +1,36 @@
+import fp from "fastify-plugin";
+import { createSql } from "../db/sql.ts";
+import { SecretBox } from "../lib/secrets.ts";
+import { AdminService } from "../modules/admin/admin.service.ts";
+import { CheckpointsService } from "../modules/checkpoints/checkpoints.service.ts";
+import { ExpertJobsService } from "../modules/expert-jobs/expert-jobs.service.ts";
+import { ExpertsService } from "../modules/experts/experts.service.ts";
+import { ProviderKeysService } from "../modules/provider-keys/provider-keys.service.ts";
+
+declare module "fastify" {
+  interface FastifyInstance {
+    experts: ExpertsService;
+    providerKeys: ProviderKeysService;
+    expertJobs: ExpertJobsService;
+    checkpoints: CheckpointsService;
+    admin: AdminService;
+  }
+}
+
+export interface ServicesOptions {
+  secretsKey: Buffer;
+  leaseMs: number;
+}
+
+export const servicesPlugin = fp<ServicesOptions>(
+  async (app, { secretsKey, leaseMs }) => {
+    const experts = new ExpertsService(app.prisma);
+    const providerKeys = new ProviderKeysService(app.prisma, new SecretBox(secretsKey));
+    app.decorate("experts", experts);
+    app.decorate("providerKeys", providerKeys);
+    app.decorate("expertJobs", new ExpertJobsService(app.prisma, experts, providerKeys));
+    app.decorate("checkpoints", new CheckpointsService(app.prisma, experts, leaseMs, createSql(app.database)));
+    app.decorate("admin", new AdminService(app.prisma, experts, providerKeys));
+  },
+  { name: "services", dependencies: ["database"], fastify: "5.x" },
+);

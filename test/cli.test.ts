@@ -1,0 +1,185 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { createId } from "@paralleldrive/cuid2";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ADMIN_TOKEN, startTestApp, type TestApp } from "./helpers/app.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runCli(args: string[], options: { env?: Record<string, string | undefined>; stdin?: string } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const env = { ...process.env, ...options.env };
+    for (const [name, value] of Object.entries(env)) if (value === undefined) delete env[name];
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: root, env, timeout: 20_000 });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(options.stdin ?? "");
+  });
+}
+
+describe("cli", () => {
+  let t: TestApp;
+  let baseUrl: string;
+  let cli: (args: string[], options?: { env?: Record<string, string | undefined>; stdin?: string }) => Promise<CliResult>;
+  /** Runs a command that must succeed and parses its stdout. */
+  const cliJson = async (...args: string[]) => {
+    const result = await cli(args);
+    expect(result, result.stderr).toMatchObject({ code: 0, stderr: "" });
+    return JSON.parse(result.stdout).data;
+  };
+  const studio = (key: string, path: string, init: RequestInit = {}) =>
+    fetch(`${baseUrl}/api/studio/v1${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...init.headers },
+    });
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    await t.app.listen({ port: 0, host: "127.0.0.1" });
+    const address = t.app.server.address();
+    if (address === null || typeof address === "string") throw new Error("no TCP address");
+    baseUrl = `http://127.0.0.1:${address.port}`;
+    cli = (args, options = {}) => runCli(args, { ...options, env: { EXPERT_JOBS_URL: baseUrl, ADMIN_TOKEN, ...options.env } });
+  });
+  afterAll(async () => t.close());
+
+  it("bootstraps an organization, application, key, expert and provider key that start a job", async () => {
+    const orgName = `acme-${createId().slice(0, 8)}`;
+    const { organization } = await cliJson("org", "create", orgName);
+    expect(organization).toMatchObject({ id: expect.any(String), name: orgName });
+
+    const { application } = await cliJson("app", "create", organization.id, "web");
+    expect(application).toMatchObject({ organizationId: organization.id, name: "web" });
+
+    const { apiKey } = await cliJson("key", "create", application.id, "client", "laptop");
+    expect(apiKey).toMatchObject({ applicationId: application.id, scope: "client", name: "laptop", key: expect.stringMatching(/^ejk_/) });
+    expect((await studio(apiKey.key, "/expert_jobs")).status).toBe(200);
+
+    const { expert } = await cliJson(
+      "expert",
+      "create",
+      organization.id,
+      "writer",
+      "1.0.0",
+      "Writes things",
+      "--tag",
+      "stable",
+      "--tag",
+      "latest",
+    );
+    expect(expert).toMatchObject({ key: "writer@1.0.0", description: "Writes things", tags: ["stable", "latest"] });
+
+    const providerSecret = `sk-ant-${createId()}`;
+    const set = await cli(["provider-key", "set", application.id, "anthropic", "-"], { stdin: `${providerSecret}\n` });
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).not.toContain(providerSecret);
+    expect(JSON.parse(set.stdout).data.providerKey).toMatchObject({ provider: "anthropic" });
+    expect(await t.app.providerKeys.reveal(application.id, "anthropic")).toBe(providerSecret);
+
+    const start = await studio(apiKey.key, "/expert_jobs", {
+      method: "POST",
+      body: JSON.stringify({ expertKey: "writer@stable", query: "Hi" }),
+    });
+    expect(start.status).toBe(200);
+    expect((await start.json()).data.expertJob).toMatchObject({ status: "queued", expertKey: "writer@stable" });
+  });
+
+  it("revokes a key, printing nothing, after which the key is refused", async () => {
+    const organization = (await cliJson("org", "create", `rev-${createId().slice(0, 8)}`)).organization;
+    const application = (await cliJson("app", "create", organization.id, "web")).application;
+    const { apiKey } = await cliJson("key", "create", application.id, "runtime");
+    const revoke = await cli(["key", "revoke", apiKey.id]);
+    expect(revoke).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect((await studio(apiKey.key, "/expert_jobs")).status).toBe(401);
+  });
+
+  it("sets a provider key given inline and deletes it", async () => {
+    const organization = (await cliJson("org", "create", `pk-${createId().slice(0, 8)}`)).organization;
+    const application = (await cliJson("app", "create", organization.id, "web")).application;
+    await cliJson("provider-key", "set", application.id, "openai", "sk-inline");
+    expect(await t.app.providerKeys.reveal(application.id, "openai")).toBe("sk-inline");
+    expect(await cli(["provider-key", "delete", application.id, "openai"])).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(await t.app.providerKeys.has(application.id, "openai")).toBe(false);
+  });
+
+  it("exits 1 with the 409 envelope on stderr for a duplicate organization", async () => {
+    const name = `dup-${createId().slice(0, 8)}`;
+    await cliJson("org", "create", name);
+    const result = await cli(["org", "create", name]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe("");
+    expect(JSON.parse(result.stderr)).toEqual({ code: 409, error: "Conflict", reason: "An organization with this name already exists" });
+  });
+
+  it("exits 1 with the 422 envelope on stderr for a bad scope", async () => {
+    const result = await cli(["key", "create", "zzzzzzzzzzzzzzzzzzzzzzzz", "admin"]);
+    expect(result.code).toBe(1);
+    const envelope = JSON.parse(result.stderr);
+    expect(envelope).toMatchObject({ code: 422, error: "Validation Failed" });
+    expect(envelope.reason).toContainEqual({ path: "/scope", message: expect.any(String) });
+  });
+
+  it("exits 1 with the 404 envelope on stderr for an unknown application", async () => {
+    const result = await cli(["provider-key", "delete", "zzzzzzzzzzzzzzzzzzzzzzzz", "google"]);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stderr)).toEqual({ code: 404, error: "Not Found", reason: "Application not found" });
+  });
+
+  it("exits 1 with the 401 envelope on stderr for a wrong ADMIN_TOKEN", async () => {
+    const result = await cli(["org", "create", "nope"], { env: { ADMIN_TOKEN: "wrong-token-wrong-token" } });
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stderr)).toEqual({ code: 401, error: "Unauthorized", reason: "Failed to authenticate" });
+  });
+
+  it("exits 1 when the server cannot be reached", async () => {
+    const result = await cli(["org", "create", "nope"], { env: { EXPERT_JOBS_URL: "http://127.0.0.1:9" } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^request failed: /);
+    expect(result.stdout).toBe("");
+  });
+
+  it.each([
+    ["an unknown command", ["org", "delete", "x"]],
+    ["a missing argument", ["app", "create", "zzzzzzzzzzzzzzzzzzzzzzzz"]],
+    ["an extra argument", ["key", "revoke", "a", "b"]],
+    ["an unknown option", ["org", "create", "acme", "--force"]],
+    ["an empty stdin for -", ["provider-key", "set", "zzzzzzzzzzzzzzzzzzzzzzzz", "anthropic", "-"]],
+  ])("exits 2 with the usage on stderr for %s", async (_label, args) => {
+    const result = await cli(args);
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain("npm run cli -- help");
+  });
+
+  it("exits 2 without ADMIN_TOKEN, before calling the server", async () => {
+    const result = await cli(["org", "create", "acme"], { env: { ADMIN_TOKEN: undefined } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("ADMIN_TOKEN is not set");
+  });
+
+  it("prints the command list for help", async () => {
+    const result = await cli(["help"], { env: { ADMIN_TOKEN: undefined } });
+    expect(result.code).toBe(0);
+    for (const command of [
+      "org create",
+      "app create",
+      "key create",
+      "key revoke",
+      "expert create",
+      "provider-key set",
+      "provider-key delete",
+    ]) {
+      expect(result.stdout).toContain(command);
+    }
+  });
+});

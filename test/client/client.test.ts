@@ -1,0 +1,194 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createClient,
+  ExpertJobsApiError,
+  ExpertJobsStreamError,
+  type ExpertJobsClient,
+  type PostCheckpointBody,
+  type StreamEvent,
+} from "@expert-jobs/client";
+import { startTestApp, type TestApp } from "../helpers/app.ts";
+import { createRestartableDatabase } from "../helpers/restartable-database.ts";
+import { askUserToolCall, checkpointBody, eventually, seedTenant, type CheckpointBodyOptions, type Tenant } from "../helpers/fixtures.ts";
+
+const body = (tenant: Tenant, options: CheckpointBodyOptions = {}) => checkpointBody(tenant, options) as PostCheckpointBody;
+
+async function collect(stream: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
+  const events: StreamEvent[] = [];
+  for await (const event of stream) events.push(event);
+  return events;
+}
+
+const rejection = async (promise: Promise<unknown>) => {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a rejection");
+};
+
+describe("@expert-jobs/client against the server", () => {
+  let t: TestApp;
+  let tenant: Tenant;
+  let client: ExpertJobsClient;
+  let runtime: ExpertJobsClient;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    tenant = await seedTenant(t.app);
+    baseUrl = await t.app.listen({ port: 0, host: "127.0.0.1" });
+    client = createClient({ baseUrl, apiKey: tenant.clientKey });
+    runtime = createClient({ baseUrl: `${baseUrl}/`, apiKey: tenant.runtimeKey });
+  });
+  afterAll(async () => t.close());
+
+  it("calls every endpoint: start, get, list, claim, report, post, checkpoints, continue, resume_from, cancel", async () => {
+    const started = await client.expertJobs.start({ expertKey: tenant.expert.key, query: "Do it", maxSteps: 5 });
+    expect(started).toMatchObject({ type: "expertJob", status: "queued", maxSteps: 5 });
+    expect(await client.expertJobs.get(started.id)).toEqual(started);
+    const page = await client.expertJobs.list({ status: "queued", take: 100, order: "desc" });
+    expect(page.meta).toMatchObject({ take: 100, skip: 0 });
+    expect(page.expertJobs.map((job) => job.id)).toContain(started.id);
+
+    const claim = await runtime.runtime.claim({ waitMs: 0 });
+    expect(claim?.expertJob.id).toBe(started.id);
+    expect(claim?.providerKey).toEqual({ provider: "anthropic", key: "sk-anthropic-secret" });
+    expect(await runtime.runtime.claim()).toBeUndefined();
+    expect((await runtime.runtime.reportStatus(started.id, "processing")).status).toBe("processing");
+
+    const first = await runtime.runtime.postCheckpoint(started.id, body(tenant, { stepNumber: 1 }));
+    expect(first).toMatchObject({ type: "checkpoint", stepNumber: 1, expertJobId: started.id });
+    expect(await client.expertJobs.checkpoints.get(started.id, first.id)).toEqual(first);
+    const light = await client.expertJobs.checkpoints.get(started.id, first.id, { exclude: "messages" });
+    expect(light.messages).toBeUndefined();
+    await runtime.runtime.postCheckpoint(
+      started.id,
+      body(tenant, { stepNumber: 2, status: "stoppedByInteractiveTool", toolCall: askUserToolCall }),
+    );
+    const checkpoints = await client.expertJobs.checkpoints.list(started.id, { exclude: "messages" });
+    expect(checkpoints.meta).toEqual({ total: 2, take: 10, skip: 0 });
+    expect(checkpoints.checkpoints.map((checkpoint) => checkpoint.stepNumber)).toEqual([1, 2]);
+
+    const continued = await client.expertJobs.continue(started.id, { query: "yes", interactiveToolCallResult: true });
+    expect(continued).toMatchObject({ status: "queued", query: "yes", interactiveToolCallResult: true });
+    await runtime.runtime.claim();
+    await runtime.runtime.postCheckpoint(started.id, body(tenant, { stepNumber: 3, status: "completed" }));
+    const resumed = await client.expertJobs.resumeFrom(started.id, { checkpointId: first.id, query: "again" });
+    expect(resumed).toMatchObject({ status: "queued", query: "again" });
+    expect((await client.expertJobs.cancel(started.id)).status).toBe("canceled");
+
+    const events = await collect(client.expertJobs.checkpoints.stream(started.id, { exclude: "messages" }));
+    expect(events.map((event) => (event.type === "checkpoint" ? event.id : event.type))).toEqual([1, 2, 3, "complete"]);
+    expect(events.at(-1)).toEqual({ type: "complete", status: "canceled", expertJobId: started.id });
+  });
+
+  it("throws ExpertJobsApiError carrying the server's {code, error, reason}", async () => {
+    const missing = await rejection(client.expertJobs.get("a".repeat(24)));
+    expect(missing).toBeInstanceOf(ExpertJobsApiError);
+    expect(missing).toMatchObject({ code: 404, error: "Not Found", reason: "Expert job not found", retryable: false });
+    expect((missing as ExpertJobsApiError).requestId).toBeTruthy();
+
+    const invalid = (await rejection(client.expertJobs.get("not-an-id"))) as ExpertJobsApiError;
+    expect(invalid.code).toBe(422);
+    expect(invalid.reason).toEqual([expect.objectContaining({ path: "/expertJobId" })]);
+
+    const forbidden = await rejection(client.runtime.claim());
+    expect(forbidden).toMatchObject({ code: 403, error: "Forbidden" });
+    const unauthorized = createClient({ baseUrl, apiKey: "nope" });
+    expect(await rejection(unauthorized.expertJobs.list())).toMatchObject({ code: 401, reason: "Failed to authenticate" });
+    expect(await rejection(client.expertJobs.start({ expertKey: tenant.expert.key }))).toMatchObject({
+      code: 400,
+      reason: "Query or files are required",
+    });
+  });
+
+  it("stream: a 4xx before the stream starts is thrown, not retried", async () => {
+    const error = await rejection(collect(client.expertJobs.checkpoints.stream("b".repeat(24), { retry: { initialDelayMs: 1 } })));
+    expect(error).toMatchObject({ code: 404, reason: "Expert job not found" });
+  });
+
+  it("stream: AbortSignal and break both end the connection", async () => {
+    const job = await client.expertJobs.start({ expertKey: tenant.expert.key, query: "Do it" });
+    await runtime.runtime.postCheckpoint(job.id, body(tenant, { stepNumber: 1 }));
+    const controller = new AbortController();
+    const seen: StreamEvent[] = [];
+    const aborted = rejection(
+      (async () => {
+        for await (const event of client.expertJobs.checkpoints.stream(job.id, { signal: controller.signal })) {
+          seen.push(event);
+          controller.abort();
+        }
+      })(),
+    );
+    expect(await aborted).toMatchObject({ name: "AbortError" });
+    expect(seen).toHaveLength(1);
+
+    for await (const event of client.expertJobs.checkpoints.stream(job.id)) {
+      expect(event.type).toBe("checkpoint");
+      break;
+    }
+    await eventually(async () => t.app.streamHub.openStreams === 0);
+  });
+
+  it("stream: gives up with ExpertJobsStreamError after maxRetries failed reconnects", async () => {
+    const unreachable = createClient({ baseUrl: "http://127.0.0.1:9", apiKey: tenant.clientKey });
+    const attempts: number[] = [];
+    const error = await rejection(
+      collect(
+        unreachable.expertJobs.checkpoints.stream("c".repeat(24), {
+          retry: { initialDelayMs: 1, maxDelayMs: 2, maxRetries: 2 },
+          onReconnect: ({ attempt }) => attempts.push(attempt),
+        }),
+      ),
+    );
+    expect(error).toBeInstanceOf(ExpertJobsStreamError);
+    expect(attempts).toEqual([1, 2]);
+  });
+});
+
+describe("@expert-jobs/client stream across a server restart", () => {
+  it("reconnects with Last-Event-ID and delivers every checkpoint exactly once", async () => {
+    const database = await createRestartableDatabase();
+    let t = await startTestApp({ db: database.db });
+    try {
+      const tenant = await seedTenant(t.app);
+      const baseUrl = await t.app.listen({ port: 0, host: "127.0.0.1" });
+      const port = Number(new URL(baseUrl).port);
+      const client = createClient({ baseUrl, apiKey: tenant.clientKey });
+      const runtime = createClient({ baseUrl, apiKey: tenant.runtimeKey });
+      const job = await client.expertJobs.start({ expertKey: tenant.expert.key, query: "Do it" });
+
+      const received: StreamEvent[] = [];
+      const reconnects: unknown[] = [];
+      const consuming = (async () => {
+        const stream = client.expertJobs.checkpoints.stream(job.id, {
+          exclude: "messages",
+          retry: { initialDelayMs: 20, maxDelayMs: 200 },
+          onReconnect: ({ error }) => reconnects.push(error),
+        });
+        for await (const event of stream) received.push(event);
+      })();
+
+      const posted: string[] = [];
+      for (const stepNumber of [1, 2, 3]) posted.push((await runtime.runtime.postCheckpoint(job.id, body(tenant, { stepNumber }))).id);
+      await eventually(async () => received.length === 3);
+
+      await t.app.close();
+      t = await startTestApp({ db: database.reopen() });
+      await t.app.listen({ port, host: "127.0.0.1" });
+      for (const stepNumber of [4, 5]) posted.push((await runtime.runtime.postCheckpoint(job.id, body(tenant, { stepNumber }))).id);
+      await eventually(async () => received.length === 5, 10_000);
+      posted.push((await runtime.runtime.postCheckpoint(job.id, body(tenant, { stepNumber: 6, status: "completed" }))).id);
+      await consuming;
+
+      expect(reconnects.length).toBeGreaterThanOrEqual(1);
+      expect(received.map((event) => (event.type === "checkpoint" ? event.id : event.type))).toEqual([1, 2, 3, 4, 5, 6, "complete"]);
+      expect(received.flatMap((event) => (event.type === "checkpoint" ? [event.checkpoint.id] : []))).toEqual(posted);
+    } finally {
+      await t.app.close();
+      await database.drop();
+    }
+  }, 60_000);
+});

@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { parseEventStream, type SseItem } from "@expert-jobs/client";
+
+function body(chunks: Array<string | Uint8Array>): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  return new ReadableStream({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(typeof chunk === "string" ? encoder.encode(chunk) : chunk);
+      controller.close();
+    },
+  });
+}
+
+async function parse(chunks: Array<string | Uint8Array>): Promise<SseItem[]> {
+  const items: SseItem[] = [];
+  for await (const item of parseEventStream(body(chunks))) items.push(item);
+  return items;
+}
+
+describe("parseEventStream", () => {
+  it("reads ids, event names, comments and multi-line data", async () => {
+    expect(await parse(['id: 1\nevent: message\ndata: {"a":1}\n\n: ping\n\nevent: complete\ndata: x\ndata:y\n\n'])).toEqual([
+      { kind: "event", event: "message", data: '{"a":1}', id: "1" },
+      { kind: "comment", text: "ping" },
+      { kind: "event", event: "complete", data: "x\ny" },
+    ]);
+  });
+
+  it("gives the same events however the bytes are split (CRLF, CR and multi-byte characters across chunks)", async () => {
+    const text = "id: 7\r\ndata: héllo ✓\r\n\r\nid: 8\rdata: two\r\r";
+    const expected = [
+      { kind: "event", event: "message", data: "héllo ✓", id: "7" },
+      { kind: "event", event: "message", data: "two", id: "8" },
+    ];
+    const bytes = new TextEncoder().encode(text);
+    for (let size = 1; size <= 5; size++) {
+      const chunks: Uint8Array[] = [];
+      for (let offset = 0; offset < bytes.length; offset += size) chunks.push(bytes.slice(offset, offset + size));
+      expect(await parse(chunks)).toEqual(expected);
+    }
+  });
+
+  it("drops events without data and an unterminated last event", async () => {
+    expect(await parse(["event: nothing\n\n", "data: cut off"])).toEqual([]);
+  });
+});

@@ -1,0 +1,163 @@
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestApp } from "../helpers/app.ts";
+import { createRestartableDatabase } from "../helpers/restartable-database.ts";
+import { postCheckpoint, seedTenant, startJob, toolResultFor, type CheckpointBodyOptions } from "../helpers/fixtures.ts";
+import { chromiumArgs } from "../helpers/chromium.ts";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const hasChromium = existsSync(CHROMIUM);
+const SCREENSHOT = path.join(import.meta.dirname, "../../test-artifacts/dashboard.png");
+
+if (!hasChromium) {
+  // CI installs Chromium and sets REQUIRE_CHROMIUM, so there a missing browser fails instead of skipping.
+  if (process.env.REQUIRE_CHROMIUM) throw new Error(`REQUIRE_CHROMIUM is set but there is no Chromium at ${CHROMIUM}`);
+  console.warn(`Skipping the dashboard browser test: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH).`);
+}
+
+const rows = (page: Page) =>
+  page.$$eval("#timeline tbody tr", (trs) => trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent ?? "")));
+
+const waitForText = (page: Page, selector: string, text: string) =>
+  page.waitForFunction(([selector, text]) => document.querySelector(selector!)?.textContent === text, [selector, text] as const, {
+    timeout: 20_000,
+  });
+
+type ToolCall = { id: string; skillName: string; toolName: string; args: Record<string, unknown> };
+const webSearch: ToolCall = { id: "call_search", skillName: "search", toolName: "webSearch", args: { q: "expert jobs" } };
+const think: ToolCall = { id: "call_think", skillName: "@perstack/base", toolName: "think", args: { thought: "Compare the results" } };
+const readNotes: ToolCall = { id: "call_read", skillName: "@perstack/base", toolName: "readTextFile", args: { path: "notes.md" } };
+const attemptCompletion: ToolCall = { id: "call_done", skillName: "@perstack/base", toolName: "attemptCompletion", args: {} };
+
+/** A step that called `toolCall` and got `result` back, the job having used `totalTokens` so far. */
+const step = (stepNumber: number, toolCall: ToolCall, result: string, totalTokens: number): CheckpointBodyOptions => ({
+  stepNumber,
+  totalTokens,
+  toolCall,
+  toolResult: toolResultFor(toolCall, result),
+});
+
+const waitForRows = (page: Page, count: number) =>
+  page.waitForFunction((count) => document.querySelectorAll("#timeline tbody tr").length === count, count, { timeout: 20_000 });
+
+describe.skipIf(!hasChromium)(`the dashboard in Chromium${hasChromium ? "" : ` (skipped: no Chromium at ${CHROMIUM})`}`, () => {
+  let browser: Browser;
+
+  beforeAll(async () => {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: chromiumArgs,
+    });
+  });
+  afterAll(async () => browser?.close());
+
+  it("shows a job and its checkpoints live, and keeps going across a server restart", async () => {
+    const database = await createRestartableDatabase();
+    let t = await startTestApp({ db: database.db });
+    const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+    try {
+      const tenant = await seedTenant(t.app);
+      const job = await startJob(t.app, tenant, { model: "claude-sonnet-4-5", maxSteps: 20 });
+      const base = await t.app.listen({ port: 0, host: "127.0.0.1" });
+      const port = Number(new URL(base).port);
+
+      const consoleErrors: string[] = [];
+      page.on("console", (message) => {
+        if (message.type() === "error") consoleErrors.push(message.text());
+      });
+      await page.addInitScript(() => {
+        const violations: string[] = [];
+        (window as unknown as { cspViolations: string[] }).cspViolations = violations;
+        document.addEventListener("securitypolicyviolation", (event) => violations.push(`${event.violatedDirective} ${event.blockedURI}`));
+      });
+
+      const response = await page.goto(`${base}/dashboard`);
+      expect(response?.status()).toBe(200);
+      expect(new URL(page.url()).pathname).toBe("/dashboard/");
+      expect(response?.headers()["content-security-policy"]).toContain("script-src 'self'");
+      await page.fill("#api-key", tenant.clientKey);
+      await page.fill("#job-id", job.id);
+      await page.check("#remember");
+      await page.click("button[type=submit]");
+      await waitForText(page, "#job-status", "queued");
+      await waitForText(page, "#connection", "live");
+
+      const posted = [
+        await postCheckpoint(t.app, tenant, job.id, { stepNumber: 1, status: "init", totalTokens: 120 }),
+        await postCheckpoint(t.app, tenant, job.id, step(2, webSearch, "3 results", 450)),
+        await postCheckpoint(t.app, tenant, job.id, {
+          ...step(3, think, "ok", 900),
+          startedAt: 1_766_570_500_000,
+          finishedAt: 1_766_570_503_500,
+        }),
+      ];
+      await waitForRows(page, 3);
+      const [first, second, third] = await rows(page);
+      expect(posted.map((checkpoint) => checkpoint.action.type)).toEqual(["init", "generalTool", "think"]);
+      expect(first!.slice(0, 7)).toEqual(["1", "1", "init", "search › webSearch", "init", "120", "2.0 s"]);
+      expect(second!.slice(0, 6)).toEqual(["2", "2", "generalTool", "search › webSearch", "proceeding", "450 (+330)"]);
+      expect(third!.slice(2, 7)).toEqual(["think", "@perstack/base › think", "proceeding", "900 (+450)", "3.5 s"]);
+      await waitForText(page, "#job-status", "processing");
+      await page.waitForFunction(() => document.querySelector("#job-tokens")?.textContent?.startsWith("900 "), undefined, {
+        timeout: 10_000,
+      });
+
+      await t.app.close();
+      await waitForText(page, "#connection", "reconnecting");
+      t = await startTestApp({ db: database.reopen() });
+      await t.app.listen({ port, host: "127.0.0.1" });
+      await postCheckpoint(t.app, tenant, job.id, step(4, readNotes, JSON.stringify({ path: "notes.md", content: "…" }), 1000));
+      await postCheckpoint(t.app, tenant, job.id, step(5, webSearch, "2 results", 1500));
+      await waitForRows(page, 5);
+      const last = await postCheckpoint(t.app, tenant, job.id, { ...step(6, attemptCompletion, "done", 1800), status: "completed" });
+      await waitForText(page, "#connection", "complete");
+      await waitForText(page, "#job-status", "completed");
+
+      const all = await rows(page);
+      expect(all.map((row) => row[0])).toEqual(["1", "2", "3", "4", "5", "6"]);
+      expect(all.map((row) => row[2])).toEqual(["init", "generalTool", "think", "readTextFile", "generalTool", last.action.type]);
+      expect(all[5]!.slice(3, 6)).toEqual(["@perstack/base › attemptCompletion", "completed", "1,800 (+300)"]);
+      expect(await page.textContent("#job-step")).toBe("6 of at most 20 (6 steps run)");
+
+      // The key is in sessionStorage (the box was ticked) and nowhere else the browser keeps or shows.
+      expect(page.url()).not.toContain(tenant.clientKey);
+      expect(page.url()).toContain(`#job=${job.id}`);
+      expect(await page.evaluate(() => Object.keys(localStorage).length)).toBe(0);
+      expect(await page.evaluate(() => Object.values(sessionStorage))).toEqual([tenant.clientKey]);
+      expect(await page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations)).toEqual([]);
+      // Only the connection failures while the server was down.
+      expect(consoleErrors.filter((text) => !/ERR_CONNECTION_REFUSED|Failed to load resource|503/.test(text))).toEqual([]);
+
+      await mkdir(path.dirname(SCREENSHOT), { recursive: true });
+      await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    } finally {
+      await page.close();
+      await t.app.close();
+      await database.drop();
+    }
+  }, 90_000);
+
+  it("reports a wrong key without opening a stream", async () => {
+    const t = await startTestApp();
+    const page = await browser.newPage();
+    try {
+      const tenant = await seedTenant(t.app);
+      const job = await startJob(t.app, tenant);
+      const base = await t.app.listen({ port: 0, host: "127.0.0.1" });
+      await page.goto(`${base}/dashboard/#job=${job.id}`);
+      expect(await page.inputValue("#job-id")).toBe(job.id);
+      await page.fill("#api-key", "ejk_wrong");
+      await page.click("button[type=submit]");
+      await waitForText(page, "#connection", "stopped");
+      expect(await page.textContent("#notice")).toBe("Could not load the job: 401 Unauthorized: Failed to authenticate");
+      expect(t.app.streamHub.openStreams).toBe(0);
+      expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    } finally {
+      await page.close();
+      await t.close();
+    }
+  });
+});

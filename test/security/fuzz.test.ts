@@ -1,0 +1,788 @@
+import { STATUS_CODES } from "node:http";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { InjectOptions, LightMyRequestResponse } from "fastify";
+import { ADMIN_TOKEN, type TestApp } from "../helpers/app.ts";
+import { api, checkpointBody, jobInStatus, seedSiblingApplication, seedTenant, type Tenant } from "../helpers/fixtures.ts";
+import { databaseDigest, startCustomApp } from "../reliability/helpers/custom-app.ts";
+
+/**
+ * Property-based fuzzing of every endpoint through app.inject: hostile paths, queries, headers and
+ * JSON or multipart bodies. Every answer must be a status the endpoint documents (its OpenAPI
+ * responses, plus the wire-level 400/404/413/415 every endpoint can give), in the `{code, error, reason}`
+ * envelope when it is an error, never a 5xx; a rejected request must leave the database as it was,
+ * and nothing may reach Object.prototype.
+ *
+ * 3,500 requests per suite run: CI runs the suite three times (PGlite, PostgreSQL, PostgreSQL on Node 24),
+ * 10,500 in all. FUZZ_REQUESTS=50000 npm test -- test/security/fuzz.test.ts digs deeper.
+ */
+
+const TOTAL_REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 3_500);
+const BODY_LIMIT = 64 * 1024;
+const PROVIDER_SECRETS = ["sk-anthropic-secret", "sk-openai-secret"];
+const WIRE_STATUSES = [400, 404, 413, 415];
+
+type ParamKind = "jobId" | "stoppedJobId" | "checkpointId" | "organizationId" | "applicationId" | "apiKeyId" | "provider";
+type BodyKind = "none" | "json" | "form";
+
+interface Endpoint {
+  method: string;
+  /** The OpenAPI path (`{name}` parameters); undefined for routes the document hides. */
+  documented?: string;
+  path: string;
+  params: Partial<Record<string, ParamKind>>;
+  body: BodyKind;
+  /** A valid body to mutate. */
+  seed?: () => Record<string, unknown>;
+  admin?: boolean;
+  /** Statuses of routes the OpenAPI document hides. */
+  statuses?: number[];
+  weight: number;
+}
+
+interface Pools {
+  jobIds: string[];
+  stoppedJobIds: string[];
+  checkpointIds: string[];
+  organizationIds: string[];
+  applicationIds: string[];
+  apiKeyIds: string[];
+  keys: string[];
+}
+
+const UNKNOWN_ID = "zzzzzzzzzzzzzzzzzzzzzzzz";
+
+const hostileStrings = fc.oneof(
+  fc.constantFrom(
+    "",
+    " ",
+    "null",
+    "undefined",
+    "NaN",
+    "-1",
+    "0",
+    "1e309",
+    "-0",
+    "0x10",
+    "9".repeat(400),
+    "__proto__",
+    "constructor",
+    "prototype",
+    "hasOwnProperty",
+    "toString",
+    "../../etc/passwd",
+    "%00",
+    "%2e%2e%2f",
+    "\u0000",
+    "a\u0000b",
+    "\ud800",
+    "\udfff\ud800",
+    "\uffff",
+    "\u202e",
+    "😀".repeat(40),
+    "<script>alert(1)</script>",
+    "' OR 1=1 --",
+    "'; DROP TABLE expert_job; --",
+    "${jndi:ldap://x/a}",
+    "{{7*7}}",
+    "a".repeat(24),
+    "A".repeat(24),
+    "0".repeat(24),
+    UNKNOWN_ID,
+    "\r\nX-Injected: 1",
+    "x".repeat(70 * 1024),
+  ),
+  fc.string({ unit: "binary", maxLength: 40 }),
+  fc.string({ unit: "grapheme", maxLength: 40 }),
+  fc.string({ maxLength: 300 }),
+);
+
+const hostileKeys = fc.oneof(
+  fc.constantFrom("__proto__", "constructor", "prototype", "hasOwnProperty", "toString", "valueOf", "__defineGetter__", "", "$where", "0"),
+  fc.string({ maxLength: 12 }),
+);
+
+const hostileValue: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie) => ({
+  value: fc.oneof(
+    { maxDepth: 3, depthSize: "small" },
+    hostileStrings,
+    fc.integer(),
+    fc.double(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.constantFrom(2 ** 31, 2 ** 53 + 1, -(2 ** 63), 1e308, Number.MIN_VALUE),
+    fc.array(tie("value"), { maxLength: 4 }),
+    fc.dictionary(hostileKeys, tie("value"), { maxKeys: 4 }),
+  ),
+})).value;
+
+/** JSON texts no serializer would produce: prototype keys, deep nesting, malformed syntax. */
+const rawJsonTexts = fc.oneof(
+  fc.constantFrom(
+    '{"__proto__":{"polluted":"yes"}}',
+    '{"constructor":{"prototype":{"polluted":"yes"}}}',
+    '{"a":1,"__proto__":{"isAdmin":true},"query":"x"}',
+    '{"query":"x",}',
+    "{'query':'x'}",
+    '{"query":NaN}',
+    '{"query":"x"',
+    "[",
+    "]",
+    "null",
+    "true",
+    "0",
+    '"string"',
+    "[]",
+    "\ufeff{}",
+    "{}garbage",
+    '{"a":"\\ud800"}',
+    '{"a":"\\u0000"}',
+    '{"waitMs":1e999}',
+  ),
+  fc.integer({ min: 1, max: 5_000 }).map((depth) => "[".repeat(depth) + "]".repeat(depth)),
+  fc.integer({ min: 1, max: 3_000 }).map((depth) => '{"a":'.repeat(depth) + "1" + "}".repeat(depth)),
+  fc.string({ unit: "binary", maxLength: 200 }),
+  fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes).toString("latin1")),
+);
+
+type Mutation = { op: "replace" | "delete" | "add" | "keep"; at: number; key: string; value: unknown };
+
+const mutation: fc.Arbitrary<Mutation> = fc.record({
+  op: fc.constantFrom("replace", "delete", "add", "keep"),
+  at: fc.nat(),
+  key: hostileKeys,
+  value: hostileValue,
+});
+
+/** Applies one mutation to a copy of a valid body at one of its nested objects or arrays. */
+function mutate(body: Record<string, unknown>, { op, at, key, value }: Mutation): unknown {
+  const copy = structuredClone(body);
+  if (op === "keep") return copy;
+  const slots: Array<{ parent: Record<string, unknown> | unknown[]; key: string | number }> = [];
+  const walk = (node: unknown, depth: number) => {
+    if (depth > 5 || node === null || typeof node !== "object") return;
+    for (const [childKey, child] of Object.entries(node)) {
+      slots.push({ parent: node as Record<string, unknown>, key: Array.isArray(node) ? Number(childKey) : childKey });
+      walk(child, depth + 1);
+    }
+  };
+  walk(copy, 0);
+  if (slots.length === 0) return copy;
+  const slot = slots[at % slots.length]!;
+  const parent = slot.parent as Record<string | number, unknown>;
+  if (op === "replace") parent[slot.key] = value;
+  else if (op === "delete") delete parent[slot.key];
+  else Object.defineProperty(copy, key, { value, enumerable: true, configurable: true, writable: true });
+  return copy;
+}
+
+/** multipart/form-data by hand, so field names and values can be anything (quotes, CRLF, NUL). */
+function multipartBody(fields: Array<[string, string]>, options: { file?: boolean; broken?: boolean }) {
+  const boundary = "----fuzz" + Math.abs(fields.length * 7919).toString(36) + "b0undary";
+  const parts = fields.map(
+    ([name, value], index) =>
+      `--${boundary}\r\nContent-Disposition: form-data; name="${name}"${options.file && index === 0 ? '; filename="f.txt"\r\nContent-Type: text/plain' : ""}\r\n\r\n${value}\r\n`,
+  );
+  const text = parts.join("") + (options.broken ? `--${boundary}` : `--${boundary}--\r\n`);
+  return { payload: Buffer.from(text, "utf8"), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+function flattenFields(body: unknown): Array<[string, string]> {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) return [["value", String(body)]];
+  return Object.entries(body).flatMap(([name, value]): Array<[string, string]> =>
+    Array.isArray(value)
+      ? value.map((item) => [name, typeof item === "string" ? item : (JSON.stringify(item) ?? "")])
+      : [[name, typeof value === "string" ? value : (JSON.stringify(value) ?? "")]],
+  );
+}
+
+const headerSafe = (value: string) => value.replace(/[^\x20-\x7e]/g, "").slice(0, 300);
+
+/** Percent-encodes UTF-8 bytes (a lone surrogate becomes U+FFFD, as a browser would send it). */
+const pct = (value: string) =>
+  [...Buffer.from(value, "utf8")]
+    .map((byte) =>
+      /[A-Za-z0-9._~-]/.test(String.fromCharCode(byte))
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`,
+    )
+    .join("");
+
+/** Printable ASCII goes into the URL as is half the time (`%00`, `../`, `?`, `#` then mean what they say). */
+const urlPart = (value: string, raw: boolean) => (raw && /^[\x21-\x7e]*$/.test(value) ? value : pct(value));
+
+describe("fuzzing every endpoint (fast-check, app.inject)", () => {
+  let t: TestApp;
+  let tenant: Tenant;
+  let stranger: Tenant;
+  let sibling: Tenant;
+  let pools: Pools;
+  let endpoints: Endpoint[];
+  let documented: Map<string, number[]>;
+  let prototypeKeys: string[];
+  let sent = 0;
+  const statusCounts = new Map<number, number>();
+
+  const fingerprint = async (): Promise<string> => {
+    const tables = ["organization", "application", "api_key", "expert", "provider_key", "expert_job", "checkpoint", "job_message"];
+    // Any insert or update gives a row a new xmin, any delete lowers the count: together they see every change.
+    const sql = `SELECT concat_ws(',', ${tables
+      .map((table) => `(SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM ${table})`)
+      .join(", ")}) AS fingerprint`;
+    // Straight to the driver: this runs after every request, and Prisma's query path would double the cost.
+    const database = t.app.database;
+    const rows =
+      database.kind === "pglite"
+        ? (await database.lite.query<{ fingerprint: string }>(sql)).rows
+        : (await database.pool.query<{ fingerprint: string }>(sql)).rows;
+    return rows[0]!.fingerprint;
+  };
+
+  beforeAll(async () => {
+    prototypeKeys = Object.getOwnPropertyNames(Object.prototype).sort();
+    t = await startCustomApp({ rateLimit: false, underPressure: false, config: { bodyLimitBytes: BODY_LIMIT }, captureLogs: "error" });
+    tenant = await seedTenant(t.app, { providers: ["anthropic", "openai"] });
+    stranger = await seedTenant(t.app);
+    sibling = await seedSiblingApplication(t.app, tenant);
+    await t.app.providerKeys.put(tenant.applicationId, "openai", PROVIDER_SECRETS[1]!);
+
+    const running = await Promise.all(
+      ["queued", "processing", "completed", "requestInteractiveToolResult"].map((s) => jobInStatus(t.app, tenant, s)),
+    );
+    const stopped = await Promise.all(["canceled", "expired"].map((s) => jobInStatus(t.app, tenant, s)));
+    const theirs = await jobInStatus(t.app, stranger, "completed");
+    const spare = await Promise.all([1, 2, 3].map(() => t.app.admin.createApiKey(tenant.applicationId, "client")));
+    const revoked = await t.app.admin.createApiKey(tenant.applicationId, "client");
+    await t.app.admin.revokeApiKey(revoked.id);
+
+    pools = {
+      jobIds: [...running, ...stopped, theirs].map(({ job }) => job.id),
+      // A stream of a job that can still run would never end under inject: only jobs no request can revive.
+      stoppedJobIds: [...stopped, theirs].map(({ job }) => job.id),
+      checkpointIds: [...running, ...stopped, theirs].flatMap(({ checkpoints }) => checkpoints.map((checkpoint) => checkpoint.id)),
+      organizationIds: [tenant.organizationId, stranger.organizationId],
+      applicationIds: [tenant.applicationId, stranger.applicationId, sibling.applicationId],
+      apiKeyIds: [...spare.map((key) => key.id), revoked.id],
+      keys: [tenant.clientKey, tenant.runtimeKey, stranger.clientKey, stranger.runtimeKey, sibling.runtimeKey, revoked.key],
+    };
+
+    const studio = "/api/studio/v1/expert_jobs";
+    const admin = "/api/admin/v1";
+    const continueSeed = () => ({ query: "Go on", files: ["a.txt"], temperature: 0.5, maxSteps: 10, maxRetries: 1, model: "gpt-5" });
+    endpoints = [
+      {
+        method: "POST",
+        documented: studio,
+        path: studio,
+        params: {},
+        body: "form",
+        seed: () => ({ expertKey: tenant.expert.key, query: "Do it" }),
+        weight: 3,
+      },
+      { method: "GET", documented: studio, path: studio, params: {}, body: "none", weight: 2 },
+      {
+        method: "GET",
+        documented: `${studio}/{expertJobId}`,
+        path: `${studio}/{expertJobId}`,
+        params: { expertJobId: "jobId" },
+        body: "none",
+        weight: 2,
+      },
+      {
+        method: "POST",
+        documented: `${studio}/{expertJobId}`,
+        path: `${studio}/{expertJobId}`,
+        params: { expertJobId: "jobId" },
+        body: "json",
+        seed: () => ({ status: "processing" }),
+        weight: 2,
+      },
+      {
+        method: "POST",
+        documented: `${studio}/{expertJobId}/continue`,
+        path: `${studio}/{expertJobId}/continue`,
+        params: { expertJobId: "jobId" },
+        body: "form",
+        seed: continueSeed,
+        weight: 3,
+      },
+      {
+        method: "POST",
+        documented: `${studio}/{expertJobId}/resume_from`,
+        path: `${studio}/{expertJobId}/resume_from`,
+        params: { expertJobId: "jobId" },
+        body: "form",
+        seed: () => ({ checkpointId: pools.checkpointIds[0]!, ...continueSeed() }),
+        weight: 3,
+      },
+      {
+        method: "POST",
+        documented: `${studio}/{expertJobId}/cancel`,
+        path: `${studio}/{expertJobId}/cancel`,
+        params: { expertJobId: "jobId" },
+        body: "json",
+        seed: () => ({}),
+        weight: 1,
+      },
+      {
+        method: "POST",
+        documented: `${studio}/claim`,
+        path: `${studio}/claim`,
+        params: {},
+        body: "json",
+        // Valid waits stay tiny: a real long poll would hold the run for seconds.
+        seed: () => ({ waitMs: 0 }),
+        weight: 2,
+      },
+      {
+        method: "GET",
+        documented: `${studio}/{expertJobId}/checkpoints/{checkpointId}`,
+        path: `${studio}/{expertJobId}/checkpoints/{checkpointId}`,
+        params: { expertJobId: "jobId", checkpointId: "checkpointId" },
+        body: "none",
+        weight: 2,
+      },
+      {
+        method: "GET",
+        documented: `${studio}/{expertJobId}/checkpoints`,
+        path: `${studio}/{expertJobId}/checkpoints`,
+        params: { expertJobId: "jobId" },
+        body: "none",
+        weight: 2,
+      },
+      {
+        method: "POST",
+        documented: `${studio}/{expertJobId}/checkpoints`,
+        path: `${studio}/{expertJobId}/checkpoints`,
+        params: { expertJobId: "jobId" },
+        body: "json",
+        seed: () => checkpointBody(tenant, { stepNumber: 7 }) as unknown as Record<string, unknown>,
+        weight: 4,
+      },
+      {
+        method: "GET",
+        documented: `${studio}/{expertJobId}/checkpoints/stream`,
+        path: `${studio}/{expertJobId}/checkpoints/stream`,
+        params: { expertJobId: "stoppedJobId" },
+        body: "none",
+        weight: 2,
+      },
+      {
+        method: "POST",
+        documented: `${admin}/organizations`,
+        path: `${admin}/organizations`,
+        params: {},
+        body: "json",
+        seed: () => ({ name: "fuzz-org" }),
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "POST",
+        documented: `${admin}/organizations/{organizationId}/applications`,
+        path: `${admin}/organizations/{organizationId}/applications`,
+        params: { organizationId: "organizationId" },
+        body: "json",
+        seed: () => ({ name: "fuzz-app" }),
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "POST",
+        documented: `${admin}/applications/{applicationId}/api_keys`,
+        path: `${admin}/applications/{applicationId}/api_keys`,
+        params: { applicationId: "applicationId" },
+        body: "json",
+        seed: () => ({ scope: "runtime", name: "fuzz" }),
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "DELETE",
+        documented: `${admin}/api_keys/{apiKeyId}`,
+        path: `${admin}/api_keys/{apiKeyId}`,
+        params: { apiKeyId: "apiKeyId" },
+        body: "none",
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "POST",
+        documented: `${admin}/organizations/{organizationId}/experts`,
+        path: `${admin}/organizations/{organizationId}/experts`,
+        params: { organizationId: "organizationId" },
+        body: "json",
+        seed: () => ({ name: "@acme/fuzzed", version: "1.0.0", description: "Fuzzed", tags: ["beta"] }),
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "PUT",
+        documented: `${admin}/applications/{applicationId}/provider_keys/{provider}`,
+        path: `${admin}/applications/{applicationId}/provider_keys/{provider}`,
+        params: { applicationId: "applicationId", provider: "provider" },
+        body: "json",
+        seed: () => ({ key: "sk-fuzzed" }),
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "DELETE",
+        documented: `${admin}/applications/{applicationId}/provider_keys/{provider}`,
+        path: `${admin}/applications/{applicationId}/provider_keys/{provider}`,
+        params: { applicationId: "applicationId", provider: "provider" },
+        body: "none",
+        admin: true,
+        weight: 1,
+      },
+      { method: "GET", documented: "/healthz", path: "/healthz", params: {}, body: "none", weight: 1 },
+      { method: "GET", documented: "/readyz", path: "/readyz", params: {}, body: "none", weight: 1 },
+      { method: "GET", documented: "/metrics", path: "/metrics", params: {}, body: "none", weight: 1 },
+      { method: "GET", path: "/openapi.json", params: {}, body: "none", statuses: [200], weight: 1 },
+      { method: "GET", path: "/docs", params: {}, body: "none", statuses: [200, 301, 302], weight: 1 },
+      { method: "GET", path: "/dashboard", params: {}, body: "none", statuses: [200, 301], weight: 1 },
+      { method: "GET", path: "/dashboard/dashboard.js", params: {}, body: "none", statuses: [200, 304], weight: 1 },
+    ];
+
+    const document = t.app.swagger() as unknown as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+    documented = new Map();
+    for (const [path, operations] of Object.entries(document.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        documented.set(`${method.toUpperCase()} ${path.replace(/\/$/, "")}`, Object.keys(operation.responses).map(Number));
+      }
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await t?.close();
+    console.info(
+      `fuzz: ${sent} requests; statuses ${[...statusCounts.entries()]
+        .sort(([a], [b]) => a - b)
+        .map(([status, count]) => `${status}×${count}`)
+        .join(" ")}`,
+    );
+  });
+
+  it("covers every operation of the OpenAPI document", () => {
+    const covered = new Set(
+      endpoints.filter((endpoint) => endpoint.documented).map((endpoint) => `${endpoint.method} ${endpoint.documented}`),
+    );
+    expect([...documented.keys()].filter((operation) => !covered.has(operation))).toEqual([]);
+  });
+
+  const idFor = (kind: ParamKind): fc.Arbitrary<string> => {
+    const known: Record<Exclude<ParamKind, "provider">, () => string[]> = {
+      jobId: () => pools.jobIds,
+      stoppedJobId: () => pools.stoppedJobIds,
+      checkpointId: () => pools.checkpointIds,
+      organizationId: () => pools.organizationIds,
+      applicationId: () => pools.applicationIds,
+      apiKeyId: () => pools.apiKeyIds,
+    };
+    const valid =
+      kind === "provider" ? fc.constantFrom("anthropic", "google", "openai", "deepseek") : fc.constantFrom(...known[kind](), UNKNOWN_ID);
+    const invalid = fc.oneof(
+      hostileStrings.filter((value) => value.length < 2_000),
+      fc.constantFrom("ANTHROPIC", "x".repeat(25), "x".repeat(23), "..", "."),
+    );
+    return fc.oneof({ arbitrary: valid, weight: 4 }, { arbitrary: invalid, weight: 1 });
+  };
+
+  const queryArb = fc.array(
+    fc.tuple(
+      fc.oneof(
+        fc.constantFrom(
+          "take",
+          "skip",
+          "sort",
+          "order",
+          "filter",
+          "status",
+          "exclude",
+          "after",
+          "access_token",
+          "__proto__",
+          "constructor",
+        ),
+        fc.constantFrom("__proto__[polluted]", "constructor[prototype][polluted]", "take[]", "a.b"),
+        hostileKeys,
+      ),
+      fc.oneof(
+        fc.constantFrom("1", "100", "101", "0", "-1", "1.5", "1e3", "createdAt", "updatedAt", "asc", "desc", "messages", "queued", "true"),
+        hostileStrings.filter((value) => value.length < 2_000),
+      ),
+    ),
+    { maxLength: 5 },
+  );
+
+  const authArb = (admin: boolean) =>
+    fc.oneof(
+      { arbitrary: fc.constantFrom(...(admin ? [ADMIN_TOKEN] : [tenant.clientKey, tenant.runtimeKey, tenant.runtimeKey])), weight: 16 },
+      { arbitrary: fc.constantFrom(...pools.keys, ADMIN_TOKEN), weight: 3 },
+      { arbitrary: hostileStrings.map((value) => headerSafe(value)), weight: 1 },
+      { arbitrary: fc.constant(undefined), weight: 1 },
+    );
+
+  const extraHeaders = fc.dictionary(
+    fc.constantFrom("last-event-id", "x-request-id", "accept", "accept-encoding", "if-none-match", "range", "x-forwarded-for", "origin"),
+    hostileStrings.map(headerSafe),
+    { maxKeys: 3 },
+  );
+
+  const requestFor = (endpoint: Endpoint): fc.Arbitrary<InjectOptions & { rerouted: boolean }> => {
+    const paramNames = Object.keys(endpoint.params);
+    const params = fc.tuple(...paramNames.map((name) => idFor(endpoint.params[name]!)));
+    const bodyArb: fc.Arbitrary<{ payload?: string | Buffer; contentType?: string }> =
+      endpoint.body === "none"
+        ? fc.oneof(
+            { arbitrary: fc.constant({}), weight: 4 },
+            { arbitrary: rawJsonTexts.map((payload) => ({ payload, contentType: "application/json" })), weight: 1 },
+          )
+        : fc.oneof(
+            {
+              arbitrary: mutation.map((m) => ({
+                payload: JSON.stringify(mutate(endpoint.seed!(), m)) ?? "",
+                contentType: "application/json",
+              })),
+              weight: 6,
+            },
+            { arbitrary: rawJsonTexts.map((payload) => ({ payload, contentType: "application/json" })), weight: 2 },
+            {
+              arbitrary: fc
+                .record({
+                  m: mutation,
+                  extra: fc.array(
+                    fc.tuple(
+                      hostileKeys,
+                      hostileStrings.filter((v) => v.length < 5_000),
+                    ),
+                    { maxLength: 3 },
+                  ),
+                  file: fc.boolean(),
+                  broken: fc.boolean(),
+                })
+                .map(({ m, extra, file, broken }) => {
+                  const { payload, contentType } = multipartBody([...flattenFields(mutate(endpoint.seed!(), m)), ...extra], {
+                    file,
+                    broken: broken && file,
+                  });
+                  return { payload, contentType };
+                }),
+              weight: endpoint.body === "form" ? 3 : 1,
+            },
+            {
+              arbitrary: fc.record({
+                payload: fc.string({ maxLength: 50 }),
+                contentType: fc.constantFrom(
+                  "text/plain",
+                  "application/xml",
+                  "application/x-www-form-urlencoded",
+                  "application/json; charset=utf-16",
+                  "multipart/form-data",
+                  "*/*",
+                  "",
+                ),
+              }),
+              weight: 1,
+            },
+            { arbitrary: fc.constant({}), weight: 1 },
+          );
+    return fc
+      .record({
+        params,
+        query: queryArb,
+        auth: authArb(endpoint.admin === true),
+        scheme: fc.oneof(
+          { arbitrary: fc.constant("Bearer "), weight: 12 },
+          { arbitrary: fc.constantFrom("bearer ", "Basic ", "", "Bearer  "), weight: 1 },
+        ),
+        headers: extraHeaders,
+        body: bodyArb,
+        trailingSlash: fc.boolean(),
+        raw: fc.boolean(),
+      })
+      .map(({ params, query, auth, scheme, headers, body, trailingSlash, raw }) => {
+        let path = endpoint.path;
+        paramNames.forEach((name, index) => (path = path.replace(`{${name}}`, urlPart(params[index]!, raw))));
+        // A raw `.`, `/`, `?`, `#` or `%` in a parameter may route the request to another endpoint (or none).
+        const rerouted = params.some((param) => /^\.{0,2}$/.test(param) || (raw && /[./?#%\\]/.test(param)));
+        if (trailingSlash && !path.endsWith("/")) path += "/";
+        const search = query.map(([key, value]) => `${urlPart(key, raw)}=${urlPart(value, raw)}`).join("&");
+        const requestHeaders: Record<string, string> = { ...headers };
+        if (auth !== undefined) requestHeaders.authorization = scheme + auth;
+        if (body.contentType) requestHeaders["content-type"] = body.contentType;
+        return {
+          rerouted,
+          method: endpoint.method as InjectOptions["method"],
+          url: search ? `${path}?${search}` : path,
+          headers: requestHeaders,
+          ...(body.payload !== undefined && { payload: body.payload }),
+        };
+      });
+  };
+
+  /** Status, envelope and body shape of one answer; returns a failure message or undefined. */
+  const judge = (endpoint: Endpoint, response: LightMyRequestResponse, rerouted: boolean): string | undefined => {
+    const status = response.statusCode;
+    const own = endpoint.documented ? (documented.get(`${endpoint.method} ${endpoint.documented}`) ?? []) : (endpoint.statuses ?? []);
+    const allowed = [...(rerouted ? [...documented.values()].flat() : own), ...WIRE_STATUSES];
+    if (status >= 500) return `server error ${status}: ${response.body.slice(0, 300)}\n${t.logs.slice(-2).join("\n").slice(0, 3000)}`;
+    if (!allowed.includes(status))
+      return `undocumented status ${status} (documented: ${allowed.join(", ")}): ${response.body.slice(0, 300)}`;
+    if (status >= 400) {
+      let body: unknown;
+      try {
+        body = response.json();
+      } catch {
+        return `error ${status} is not JSON: ${response.body.slice(0, 200)}`;
+      }
+      const envelope = body as { code?: unknown; error?: unknown; reason?: unknown };
+      if (Object.keys(envelope).sort().join() !== "code,error,reason") return `not the envelope: ${response.body.slice(0, 200)}`;
+      if (envelope.code !== status) return `code ${String(envelope.code)} ≠ status ${status}`;
+      if (envelope.error !== (status === 422 ? "Validation Failed" : STATUS_CODES[status])) return `error text ${String(envelope.error)}`;
+      const reasonOk =
+        status === 422
+          ? Array.isArray(envelope.reason) &&
+            envelope.reason.length > 0 &&
+            envelope.reason.every(
+              (issue: { path?: unknown; message?: unknown }) => typeof issue.path === "string" && typeof issue.message === "string",
+            )
+          : typeof envelope.reason === "string" && envelope.reason.length > 0;
+      if (!reasonOk) return `bad reason: ${response.body.slice(0, 200)}`;
+    } else if (status !== 204 && status !== 301 && status !== 302 && status !== 304) {
+      const type = String(response.headers["content-type"] ?? "");
+      if (type.startsWith("application/json")) JSON.parse(response.body);
+      else if (!/^(text\/html|text\/plain|text\/event-stream|text\/css|application\/javascript|text\/javascript)/.test(type))
+        return `unexpected content type ${type}`;
+    }
+    const isClaim = endpoint.path.endsWith("/claim") && status === 200;
+    if (!isClaim && PROVIDER_SECRETS.some((secret) => response.body.includes(secret))) return "a provider key in the response";
+    if (!response.headers["x-request-id"]) return "no x-request-id";
+    return undefined;
+  };
+
+  it(`answers ${TOTAL_REQUESTS} generated requests with documented statuses, in the envelope, never a 5xx, changing nothing when rejecting`, async () => {
+    const totalWeight = endpoints.reduce((sum, endpoint) => sum + endpoint.weight, 0);
+    for (const endpoint of endpoints) {
+      const numRuns = Math.max(50, Math.round((TOTAL_REQUESTS * endpoint.weight) / totalWeight));
+      let before = await fingerprint();
+      await fc.assert(
+        fc.asyncProperty(requestFor(endpoint), async (request) => {
+          const { rerouted, ...options } = request;
+          let response: LightMyRequestResponse;
+          try {
+            response = await t.app.inject(options);
+          } catch (error) {
+            // Only what no HTTP client could send (an invalid header) may be refused by inject itself.
+            expect((error as NodeJS.ErrnoException).code).toMatch(/^ERR_(INVALID_CHAR|HTTP_INVALID_HEADER_VALUE|INVALID_HTTP_TOKEN)/);
+            return;
+          }
+          sent++;
+          statusCounts.set(response.statusCode, (statusCounts.get(response.statusCode) ?? 0) + 1);
+          const problem = judge(endpoint, response, rerouted);
+          expect(problem, `${options.method} ${String(options.url).slice(0, 200)}`).toBeUndefined();
+          const after = await fingerprint();
+          if (response.statusCode >= 400) expect(after, `a rejected ${response.statusCode} changed the database`).toBe(before);
+          before = after;
+          expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(prototypeKeys);
+          expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+        }),
+        { numRuns, endOnFailure: false },
+      );
+    }
+    expect(sent).toBeGreaterThanOrEqual(TOTAL_REQUESTS * 0.95);
+  }, 600_000);
+});
+
+describe("what fuzzing found (regressions)", () => {
+  let t: TestApp;
+  let tenant: Tenant;
+  beforeAll(async () => {
+    t = await startCustomApp();
+    tenant = await seedTenant(t.app);
+  });
+  afterAll(async () => t?.close());
+
+  const auth = () => ({ authorization: `Bearer ${tenant.clientKey}` });
+
+  it("a malformed URL → 400 in the envelope, with a request id", async () => {
+    const response = await t.app.inject({ method: "GET", url: "/api/studio/v1/expert_jobs/%E0%A4%A", headers: auth() });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toEqual({ code: 400, error: "Bad Request", reason: "Malformed URL" });
+    expect(response.headers["x-request-id"]).toBeTruthy();
+  });
+
+  it("an over-long path id → 422, never the router's 414", async () => {
+    const response = await t.app.inject({ method: "GET", url: `/api/studio/v1/expert_jobs/${"9".repeat(400)}`, headers: auth() });
+    expect(response.statusCode).toBe(422);
+    expect(response.json()).toMatchObject({ code: 422, error: "Validation Failed" });
+  });
+
+  it.each(["Infinity", "-Infinity", "1e400", "9".repeat(400)])(
+    "take=%s and skip past 32 bits → 422, not a database error",
+    async (value) => {
+      const take = await t.app.inject({ method: "GET", url: `/api/studio/v1/expert_jobs?take=${value}`, headers: auth() });
+      expect(take.statusCode).toBe(422);
+      expect(take.json().reason[0].path).toBe("/take");
+      const skip = await t.app.inject({ method: "GET", url: `/api/studio/v1/expert_jobs?skip=${"9".repeat(12)}`, headers: auth() });
+      expect(skip.statusCode).toBe(422);
+      expect(skip.json().reason[0].path).toBe("/skip");
+    },
+  );
+
+  it("a temperature of Infinity in a form → 422, nothing stored", async () => {
+    const before = await t.app.prisma.expertJob.count();
+    const { payload, contentType } = multipartBody(
+      [
+        ["expertKey", tenant.expert.key],
+        ["query", "x"],
+        ["temperature", "Infinity"],
+      ],
+      {},
+    );
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/api/studio/v1/expert_jobs",
+      payload,
+      headers: { ...auth(), "content-type": contentType },
+    });
+    expect(response.statusCode).toBe(422);
+    expect(await t.app.prisma.expertJob.count()).toBe(before);
+  });
+
+  it("U+0000 in a text field or a query → 422 naming the field, nothing stored (Postgres text refuses it)", async () => {
+    const before = await databaseDigest(t.app);
+    const client = api(t.app, tenant.clientKey);
+    const answers = [
+      await client.post("/expert_jobs", { expertKey: tenant.expert.key, query: "a\u0000b" }),
+      await client.post("/expert_jobs", { expertKey: tenant.expert.key, files: ["ok", "a\u0000b"] }),
+      await client.get("/expert_jobs?filter=a%00b"),
+      await t.app.inject({
+        method: "POST",
+        url: `/api/admin/v1/applications/${tenant.applicationId}/api_keys`,
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        payload: { scope: "client", name: "a\u0000" },
+      }),
+    ];
+    expect(answers.map((answer) => [answer.statusCode, answer.json().reason[0].path])).toEqual([
+      [422, "/query"],
+      [422, "/files"],
+      [422, "/filter"],
+      [422, "/name"],
+    ]);
+    expect(answers[0]!.json().reason[0].message).toBe("must not contain U+0000");
+    expect(await databaseDigest(t.app)).toEqual(before);
+  });
+
+  it("an unterminated multipart body → 400 Malformed multipart body, not a 500", async () => {
+    const { payload, contentType } = multipartBody([["query", "x"]], { file: true, broken: true });
+    const response = await t.app.inject({
+      method: "POST",
+      url: "/api/studio/v1/expert_jobs",
+      payload,
+      headers: { ...auth(), "content-type": contentType },
+    });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toEqual({ code: 400, error: "Bad Request", reason: "Malformed multipart body" });
+  });
+});
