@@ -24,7 +24,18 @@ import { expertJobsRoutes } from "./modules/expert-jobs/expert-jobs.routes.ts";
 import { healthRoutes } from "./modules/health/health.routes.ts";
 import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
 
-export type AppConfig = Omit<Config, "secretsKey" | "port" | "host"> & { secretsKey: Buffer };
+/** The limits of RATE_LIMIT_PER_MINUTE and MAX_STREAMS_PER_KEY reach the app as `BuildAppOptions` (see `appLimits`). */
+export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | "rateLimitPerMinute" | "maxStreamsPerKey"> & { secretsKey: Buffer };
+
+/** The protection limits the environment sets, as app options. */
+export function appLimits(
+  config: Pick<Config, "rateLimitPerMinute" | "maxStreamsPerKey">,
+): Pick<BuildAppOptions, "rateLimit" | "maxStreamsPerKey"> {
+  return {
+    rateLimit: config.rateLimitPerMinute === 0 ? false : { max: config.rateLimitPerMinute, timeWindowMs: 60_000 },
+    maxStreamsPerKey: config.maxStreamsPerKey,
+  };
+}
 
 export interface BuildAppOptions {
   /** Pino options or a ready logger; false silences it (tests). */

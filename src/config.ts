@@ -20,6 +20,8 @@ export const EnvSchema = Type.Object({
   ),
   SSE_HEARTBEAT_MS: IntegerString(15_000, 10),
   CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
+  RATE_LIMIT_PER_MINUTE: IntegerString(1200, 0),
+  MAX_STREAMS_PER_KEY: IntegerString(100, 1),
 });
 
 export type Database =
@@ -42,6 +44,10 @@ export interface Config {
   sseHeartbeatMs: number;
   /** Browser origins allowed by CORS (`*`: any); unset: no CORS headers at all. */
   corsOrigins?: string[];
+  /** Requests per API key, instance and minute; 0 turns the limit off. */
+  rateLimitPerMinute: number;
+  /** Open streams per API key and instance. */
+  maxStreamsPerKey: number;
 }
 
 export class ConfigError extends Error {}
@@ -77,5 +83,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     corsOrigins: values.CORS_ORIGINS?.split(",")
       .map((origin) => origin.trim())
       .filter(Boolean),
+    rateLimitPerMinute: values.RATE_LIMIT_PER_MINUTE,
+    maxStreamsPerKey: values.MAX_STREAMS_PER_KEY,
   });
 }

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import closeWithGrace from "close-with-grace";
-import { buildApp } from "./app.ts";
+import { appLimits, buildApp } from "./app.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 
 /** With PGlite and no SECRETS_KEY, the key lives beside the data it protects (created once, mode 600). */
@@ -31,7 +31,7 @@ async function main() {
     }
     throw error;
   }
-  const app = await buildApp({ ...config, secretsKey: await resolveSecretsKey(config) });
+  const app = await buildApp({ ...config, secretsKey: await resolveSecretsKey(config) }, appLimits(config));
 
   closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, "shutting down after an error");

@@ -5,6 +5,7 @@ import type { Prisma } from "../generated/prisma/client.ts";
 export const channels = {
   checkpointCreated: "app_checkpoint_created",
   expertJobChanged: "app_expert_job_changed",
+  apiKeyRevoked: "app_api_key_revoked",
 } as const;
 
 export interface CheckpointCreatedPayload {
@@ -18,6 +19,10 @@ export interface ExpertJobChangedPayload {
   status: string;
 }
 
+export interface ApiKeyRevokedPayload {
+  apiKeyId: string;
+}
+
 type Tx = Pick<Prisma.TransactionClient, "$executeRaw">;
 
 export async function notifyCheckpointCreated(tx: Tx, payload: CheckpointCreatedPayload): Promise<void> {
@@ -26,4 +31,8 @@ export async function notifyCheckpointCreated(tx: Tx, payload: CheckpointCreated
 
 export async function notifyExpertJobChanged(tx: Tx, payload: ExpertJobChangedPayload): Promise<void> {
   await tx.$executeRaw`SELECT pg_notify(${channels.expertJobChanged}, ${JSON.stringify(payload)})`;
+}
+
+export async function notifyApiKeyRevoked(tx: Tx, payload: ApiKeyRevokedPayload): Promise<void> {
+  await tx.$executeRaw`SELECT pg_notify(${channels.apiKeyRevoked}, ${JSON.stringify(payload)})`;
 }

@@ -23,3 +23,6 @@ export function createSql(database: DatabaseHandle): Sql {
   const { lite } = database;
   return { query: async (_name, text, values) => (await lite.query(text, values)).rows as never[] };
 }
+
+/** A timestamp column as ISO 8601 text (UTC, milliseconds), the same on both drivers. */
+export const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;

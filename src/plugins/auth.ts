@@ -2,6 +2,7 @@ import fp from "fastify-plugin";
 import type { FastifyRequest } from "fastify";
 import { ForbiddenError, UnauthorizedError, reasons } from "../errors.ts";
 import { apiKeySecretMatches, constantTimeEqual, parseApiKey } from "../lib/secrets.ts";
+import type { Sql } from "../db/sql.ts";
 
 export type ApiKeyScope = "client" | "runtime";
 
@@ -43,6 +44,25 @@ function bearerToken(request: FastifyRequest): string | undefined {
   return undefined;
 }
 
+interface ActiveApiKey {
+  id: string;
+  scope: ApiKeyScope;
+  secret_hash: string;
+  application_id: string;
+  organization_id: string;
+}
+
+/** Every API request reads its key: one statement with its application (Prisma's `include` takes two). */
+async function findActiveApiKey(sql: Sql, id: string): Promise<ActiveApiKey | undefined> {
+  const [row] = await sql.query<ActiveApiKey>(
+    "active_api_key",
+    `SELECT k.id, k.scope::text AS scope, encode(k.secret_hash, 'hex') AS secret_hash, a.id AS application_id, a.organization_id
+    FROM api_key k JOIN application a ON a.id = k.application_id WHERE k.id = $1 AND k.revoked_at IS NULL`,
+    [id],
+  );
+  return row;
+}
+
 export const authPlugin = fp<{ adminToken?: string }>(
   async (app, { adminToken }) => {
     app.decorateRequest("principal", null as unknown as Principal);
@@ -50,20 +70,15 @@ export const authPlugin = fp<{ adminToken?: string }>(
     app.decorate("authenticateApiKey", async (request: FastifyRequest) => {
       const parsed = parseApiKey(bearerToken(request) ?? "");
       if (!parsed) throw new UnauthorizedError();
-      const apiKey = await app.prisma.apiKey.findUnique({
-        where: { id: parsed.id },
-        select: { id: true, scope: true, revokedAt: true, secretHash: true, application: { select: { id: true, organizationId: true } } },
-      });
-      if (!apiKey || apiKey.revokedAt !== null || !apiKeySecretMatches(parsed.secret, apiKey.secretHash)) {
-        throw new UnauthorizedError();
-      }
+      const apiKey = await findActiveApiKey(app.sql, parsed.id);
+      if (!apiKey || !apiKeySecretMatches(parsed.secret, Buffer.from(apiKey.secret_hash, "hex"))) throw new UnauthorizedError();
       if (request.routeOptions.config.scope === "runtime" && apiKey.scope !== "runtime") {
         throw new ForbiddenError(reasons.runtimeScopeRequired);
       }
       request.principal = {
         apiKeyId: apiKey.id,
-        applicationId: apiKey.application.id,
-        organizationId: apiKey.application.organizationId,
+        applicationId: apiKey.application_id,
+        organizationId: apiKey.organization_id,
         scope: apiKey.scope,
       };
     });

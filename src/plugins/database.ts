@@ -8,6 +8,7 @@ import type { FastifyBaseLogger } from "fastify";
 import { PrismaClient } from "../generated/prisma/client.ts";
 import type { Database } from "../config.ts";
 import { applyMigrations, pgMigrationConnection } from "../db/migrations.ts";
+import { createSql, type Sql } from "../db/sql.ts";
 
 export type DatabaseHandle = { kind: "postgres"; url: string; pool: pg.Pool } | { kind: "pglite"; lite: PGlite };
 
@@ -15,6 +16,8 @@ declare module "fastify" {
   interface FastifyInstance {
     prisma: PrismaClient;
     database: DatabaseHandle;
+    /** The hot paths' raw statements (src/db/sql.ts), prepared on PostgreSQL. */
+    sql: Sql;
   }
 }
 
@@ -71,6 +74,7 @@ export const databasePlugin = fp<{ database: Database }>(
     const opened = await openDatabase(database, app.log);
     app.decorate("prisma", opened.prisma);
     app.decorate("database", { getter: () => opened.handle });
+    app.decorate("sql", createSql(opened.handle));
     app.addHook("onClose", async () => opened.close());
   },
   { name: "database", fastify: "5.x" },

@@ -1,5 +1,4 @@
 import fp from "fastify-plugin";
-import { createSql } from "../db/sql.ts";
 import { SecretBox } from "../lib/secrets.ts";
 import { AdminService } from "../modules/admin/admin.service.ts";
 import { CheckpointsService } from "../modules/checkpoints/checkpoints.service.ts";
@@ -24,12 +23,12 @@ export interface ServicesOptions {
 
 export const servicesPlugin = fp<ServicesOptions>(
   async (app, { secretsKey, leaseMs }) => {
-    const experts = new ExpertsService(app.prisma);
+    const experts = new ExpertsService(app.prisma, app.sql);
     const providerKeys = new ProviderKeysService(app.prisma, new SecretBox(secretsKey));
     app.decorate("experts", experts);
     app.decorate("providerKeys", providerKeys);
     app.decorate("expertJobs", new ExpertJobsService(app.prisma, experts, providerKeys));
-    app.decorate("checkpoints", new CheckpointsService(app.prisma, experts, leaseMs, createSql(app.database)));
+    app.decorate("checkpoints", new CheckpointsService(app.prisma, experts, leaseMs, app.sql));
     app.decorate("admin", new AdminService(app.prisma, experts, providerKeys));
   },
   { name: "services", dependencies: ["database"], fastify: "5.x" },

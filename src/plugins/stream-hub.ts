@@ -3,7 +3,7 @@ import fp from "fastify-plugin";
 import fastJson from "fast-json-stringify";
 import { Type } from "@sinclair/typebox";
 import type { FastifyBaseLogger } from "fastify";
-import { channels, type CheckpointCreatedPayload, type ExpertJobChangedPayload } from "../db/channels.ts";
+import { channels, type ApiKeyRevokedPayload, type CheckpointCreatedPayload, type ExpertJobChangedPayload } from "../db/channels.ts";
 import { CheckpointSchema, type Checkpoint } from "../modules/checkpoints/checkpoints.schemas.ts";
 import type { CheckpointsService } from "../modules/checkpoints/checkpoints.service.ts";
 import type { ExpertJobStatus } from "../modules/expert-jobs/expert-jobs.schemas.ts";
@@ -261,6 +261,17 @@ export class StreamHub {
     this.#feeds.get(payload.expertJobId)?.wake(performance.now());
   }
 
+  /**
+   * Ends the streams a revoked key holds open, without an event: the client's reconnect gets 401. Only
+   * as many feeds as there are open are looked at, and revocations are rare.
+   */
+  revokeApiKey(apiKeyId: string): void {
+    if (this.streamsOf(apiKeyId) === 0) return;
+    for (const feed of [...this.#feeds.values()]) {
+      for (const subscriber of feed.subscribers) if (subscriber.apiKeyId === apiKeyId) this.end(feed, subscriber, "");
+    }
+  }
+
   /** After the LISTEN connection came back: notifications may have been missed, so every feed re-reads. */
   catchUpAll(): void {
     for (const feed of this.#feeds.values()) feed.wake();
@@ -416,6 +427,10 @@ export const streamHubPlugin = fp<StreamHubOptions>(
       app.notifications.on(channels.expertJobChanged, (payload) => {
         const parsed = parse<ExpertJobChangedPayload>(payload);
         if (parsed) hub.notifyJobChanged(parsed);
+      }),
+      app.notifications.on(channels.apiKeyRevoked, (payload) => {
+        const parsed = parse<ApiKeyRevokedPayload>(payload);
+        if (parsed) hub.revokeApiKey(parsed.apiKeyId);
       }),
       app.notifications.onReconnected(() => hub.catchUpAll()),
     ];

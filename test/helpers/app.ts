@@ -66,18 +66,18 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export interface StartTestAppOptions extends Pick<
-  BuildAppOptions,
-  "notifications" | "streamMaxBufferedBytes" | "sweepIntervalMs" | "underPressure" | "rateLimit"
-> {
+export interface StartTestAppOptions extends Omit<BuildAppOptions, "logger" | "loggerInstance"> {
   config?: Partial<AppConfig>;
-  captureLogs?: boolean;
+  /** Capture every log line (at `info`, or at the level given) into `logs`. */
+  captureLogs?: boolean | string;
   /** A database shared with other app instances; the caller drops it. */
   db?: TestDatabase;
 }
 
+/** An app on a fresh test database; any of buildApp's options (limits, timeouts, shutdown drain) may be given. */
 export async function startTestApp(options: StartTestAppOptions = {}): Promise<TestApp> {
-  const db = options.db ?? (await createTestDatabase());
+  const { config, captureLogs, db: sharedDb, ...buildOptions } = options;
+  const db = sharedDb ?? (await createTestDatabase());
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -85,15 +85,12 @@ export async function startTestApp(options: StartTestAppOptions = {}): Promise<T
       done();
     },
   });
-  const app = await buildApp(testConfig(db.database, options.config), {
-    logger: options.captureLogs ? { ...loggerOptions("info"), stream: sink } : false,
-    notifications: options.notifications,
-    streamMaxBufferedBytes: options.streamMaxBufferedBytes,
-    sweepIntervalMs: options.sweepIntervalMs,
+  const app = await buildApp(testConfig(db.database, config), {
     // Load shedding reacts to the machine, not the code under test: on a busy CI host it would answer 503
     // to unrelated tests. The protection tests turn it on.
-    underPressure: options.underPressure ?? false,
-    rateLimit: options.rateLimit,
+    underPressure: false,
+    ...buildOptions,
+    logger: captureLogs ? { ...loggerOptions(captureLogs === true ? "info" : captureLogs), stream: sink } : false,
   });
   await app.ready();
   return {
@@ -102,7 +99,7 @@ export async function startTestApp(options: StartTestAppOptions = {}): Promise<T
     logs,
     async close() {
       await app.close();
-      if (!options.db) await db.drop();
+      if (!sharedDb) await db.drop();
     },
   };
 }

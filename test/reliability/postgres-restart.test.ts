@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { usingPostgres, type TestApp, type TestDatabase } from "../helpers/app.ts";
+import { startTestApp, usingPostgres, type TestApp, type TestDatabase } from "../helpers/app.ts";
 import { eventually, seedTenant, startJob, type Tenant } from "../helpers/fixtures.ts";
-import { startCustomApp } from "./helpers/custom-app.ts";
 import { audit, follow, type Follower } from "./helpers/follower.ts";
 import { canRunThrowawayCluster, createThrowawayCluster, type ThrowawayCluster } from "./helpers/pg-cluster.ts";
 import { jobCheckpoints, runRuntime } from "./helpers/runtime.ts";
@@ -41,8 +40,8 @@ describe.skipIf(!usingPostgres() || !canRunThrowawayCluster())(
         rateLimit: false as const,
         notifications: { reconnect: { initialDelayMs: 20, maxDelayMs: 300 }, heartbeatMs: 250 },
       };
-      a = await startCustomApp(common);
-      b = await startCustomApp({ ...common, streamReadRetryWindowMs: 0 });
+      a = await startTestApp(common);
+      b = await startTestApp({ ...common, streamReadRetryWindowMs: 0 });
       tenant = await seedTenant(a.app);
       baseA = await a.app.listen({ port: 0, host: "127.0.0.1" });
       baseB = await b.app.listen({ port: 0, host: "127.0.0.1" });

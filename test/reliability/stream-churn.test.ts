@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { TestApp } from "../helpers/app.ts";
+import { startTestApp, type TestApp } from "../helpers/app.ts";
 import { seedTenant, startJob, type Tenant } from "../helpers/fixtures.ts";
-import { startCustomApp } from "./helpers/custom-app.ts";
 import { audit, follow, type Follower } from "./helpers/follower.ts";
 import { jobCheckpoints, runRuntime } from "./helpers/runtime.ts";
 
@@ -18,7 +17,7 @@ describe("stream churn while checkpoints are posted", () => {
   let tenant: Tenant;
   let base: string;
   beforeAll(async () => {
-    t = await startCustomApp({ rateLimit: false, config: { sseHeartbeatMs: 50 } });
+    t = await startTestApp({ rateLimit: false, config: { sseHeartbeatMs: 50 } });
     tenant = await seedTenant(t.app);
     base = await t.app.listen({ port: 0, host: "127.0.0.1" });
   });

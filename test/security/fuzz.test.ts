@@ -2,9 +2,9 @@ import { STATUS_CODES } from "node:http";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { InjectOptions, LightMyRequestResponse } from "fastify";
-import { ADMIN_TOKEN, type TestApp } from "../helpers/app.ts";
+import { startTestApp, ADMIN_TOKEN, type TestApp } from "../helpers/app.ts";
 import { api, checkpointBody, jobInStatus, seedSiblingApplication, seedTenant, type Tenant } from "../helpers/fixtures.ts";
-import { databaseDigest, startCustomApp } from "../reliability/helpers/custom-app.ts";
+import { databaseDigest } from "../helpers/database-digest.ts";
 
 /**
  * Property-based fuzzing of every endpoint through app.inject: hostile paths, queries, headers and
@@ -240,7 +240,7 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
 
   beforeAll(async () => {
     prototypeKeys = Object.getOwnPropertyNames(Object.prototype).sort();
-    t = await startCustomApp({ rateLimit: false, underPressure: false, config: { bodyLimitBytes: BODY_LIMIT }, captureLogs: "error" });
+    t = await startTestApp({ rateLimit: false, underPressure: false, config: { bodyLimitBytes: BODY_LIMIT }, captureLogs: "error" });
     tenant = await seedTenant(t.app, { providers: ["anthropic", "openai"] });
     stranger = await seedTenant(t.app);
     sibling = await seedSiblingApplication(t.app, tenant);
@@ -698,7 +698,7 @@ describe("what fuzzing found (regressions)", () => {
   let t: TestApp;
   let tenant: Tenant;
   beforeAll(async () => {
-    t = await startCustomApp();
+    t = await startTestApp();
     tenant = await seedTenant(t.app);
   });
   afterAll(async () => t?.close());

@@ -1,10 +1,9 @@
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
-import type { TestApp } from "../helpers/app.ts";
+import { startTestApp, type TestApp } from "../helpers/app.ts";
 import { api, seedTenant, startJob, type Tenant } from "../helpers/fixtures.ts";
 import { openSse } from "../helpers/sse.ts";
-import { startCustomApp } from "../reliability/helpers/custom-app.ts";
 import { chromiumArgs } from "../helpers/chromium.ts";
 
 const streamPath = (jobId: string) => `/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream`;
@@ -14,7 +13,7 @@ describe("security headers (helmet)", () => {
   let t: TestApp;
   let tenant: Tenant;
   beforeAll(async () => {
-    t = await startCustomApp();
+    t = await startTestApp();
     tenant = await seedTenant(t.app);
   });
   afterAll(async () => t.close());
@@ -83,7 +82,7 @@ describe("security headers (helmet)", () => {
 
 describe("CORS", () => {
   it("is off by default: no Access-Control-* headers, and a preflight is an unknown route", async () => {
-    const t = await startCustomApp();
+    const t = await startTestApp();
     try {
       const tenant = await seedTenant(t.app);
       const response = await api(t.app, tenant.clientKey).get("/expert_jobs", { origin: "https://dash.example.com" });
@@ -117,7 +116,7 @@ describe("CORS", () => {
     let base: string;
     const origin = "https://dash.example.com";
     beforeAll(async () => {
-      t = await startCustomApp({ config: { corsOrigins: [origin] } });
+      t = await startTestApp({ config: { corsOrigins: [origin] } });
       tenant = await seedTenant(t.app);
       base = await t.app.listen({ port: 0, host: "127.0.0.1" });
     });

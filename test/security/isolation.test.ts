@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { TestApp } from "../helpers/app.ts";
+import { startTestApp, type TestApp } from "../helpers/app.ts";
 import { api, checkpointBody, jobInStatus, seedSiblingApplication, seedTenant, startJob, type Tenant } from "../helpers/fixtures.ts";
-import { databaseDigest, startCustomApp } from "../reliability/helpers/custom-app.ts";
+import { databaseDigest } from "../helpers/database-digest.ts";
 
 /**
  * Tenant isolation, endpoint by endpoint: a key of another application (same organization) or of another
@@ -115,7 +115,7 @@ describe("tenant isolation matrix", () => {
   let owned: Owned;
 
   beforeAll(async () => {
-    current = await startCustomApp();
+    current = await startTestApp();
     owner = await seedTenant(current.app);
     sibling = await seedSiblingApplication(current.app, owner);
     stranger = await seedTenant(current.app);

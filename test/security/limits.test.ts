@@ -1,12 +1,13 @@
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { serverTimeouts } from "../../src/app.ts";
+import { appLimits, serverTimeouts } from "../../src/app.ts";
+import { ConfigError, loadConfig } from "../../src/config.ts";
 import { MAX_CLAIM_WAIT_MS } from "../../src/modules/runtime/runtime.schemas.ts";
-import type { TestApp } from "../helpers/app.ts";
+import { startTestApp, type TestApp } from "../helpers/app.ts";
 import { api, checkpointBody, eventually, formData, seedTenant, startJob, type Tenant } from "../helpers/fixtures.ts";
 import { openSse } from "../helpers/sse.ts";
-import { databaseDigest, startCustomApp } from "../reliability/helpers/custom-app.ts";
+import { databaseDigest } from "../helpers/database-digest.ts";
 
 const streamPath = (jobId: string) => `/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -20,7 +21,7 @@ describe("body size limit (BODY_LIMIT_BYTES)", () => {
   let t: TestApp;
   let tenant: Tenant;
   beforeAll(async () => {
-    t = await startCustomApp({ config: { bodyLimitBytes: 16 * 1024 } });
+    t = await startTestApp({ config: { bodyLimitBytes: 16 * 1024 } });
     tenant = await seedTenant(t.app);
   });
   afterAll(async () => t.close());
@@ -82,11 +83,27 @@ describe("body size limit (BODY_LIMIT_BYTES)", () => {
   });
 });
 
-describe("rate limit per API key", () => {
+describe("limits from the environment", () => {
+  it("defaults to 1,200 requests a minute and 100 streams per key; RATE_LIMIT_PER_MINUTE=0 turns the rate limit off", () => {
+    expect(appLimits(loadConfig({}))).toEqual({ rateLimit: { max: 1200, timeWindowMs: 60_000 }, maxStreamsPerKey: 100 });
+    expect(appLimits(loadConfig({ RATE_LIMIT_PER_MINUTE: "0", MAX_STREAMS_PER_KEY: "7" }))).toEqual({
+      rateLimit: false,
+      maxStreamsPerKey: 7,
+    });
+  });
+
+  it("refuses values that are not whole numbers in range", () => {
+    expect(() => loadConfig({ RATE_LIMIT_PER_MINUTE: "-1" })).toThrow(ConfigError);
+    expect(() => loadConfig({ RATE_LIMIT_PER_MINUTE: "lots" })).toThrow(ConfigError);
+    expect(() => loadConfig({ MAX_STREAMS_PER_KEY: "0" })).toThrow(/MAX_STREAMS_PER_KEY/);
+  });
+});
+
+describe("rate limit per API key (RATE_LIMIT_PER_MINUTE)", () => {
   let t: TestApp;
   let tenant: Tenant;
   beforeAll(async () => {
-    t = await startCustomApp({ rateLimit: { max: 5, timeWindowMs: 60_000 } });
+    t = await startTestApp(appLimits(loadConfig({ RATE_LIMIT_PER_MINUTE: "5" })));
     tenant = await seedTenant(t.app);
   });
   afterAll(async () => t.close());
@@ -131,7 +148,7 @@ describe("load shedding (@fastify/under-pressure)", () => {
   let t: TestApp;
   let tenant: Tenant;
   beforeAll(async () => {
-    t = await startCustomApp({ underPressure: { maxEventLoopDelayMs: 40, sampleIntervalMs: 100 } });
+    t = await startTestApp({ underPressure: { maxEventLoopDelayMs: 40, sampleIntervalMs: 100 } });
     tenant = await seedTenant(t.app);
   });
   afterAll(async () => t.close());
@@ -159,12 +176,12 @@ describe("load shedding (@fastify/under-pressure)", () => {
   });
 });
 
-describe("open streams per API key", () => {
+describe("open streams per API key (MAX_STREAMS_PER_KEY)", () => {
   let t: TestApp;
   let tenant: Tenant;
   let base: string;
   beforeAll(async () => {
-    t = await startCustomApp({ maxStreamsPerKey: 3 });
+    t = await startTestApp(appLimits(loadConfig({ MAX_STREAMS_PER_KEY: "3" })));
     tenant = await seedTenant(t.app);
     base = await t.app.listen({ port: 0, host: "127.0.0.1" });
   });
@@ -211,7 +228,7 @@ describe("server timeouts", () => {
     let tenant: Tenant;
     let base: string;
     beforeAll(async () => {
-      t = await startCustomApp({
+      t = await startTestApp({
         captureLogs: "warn",
         config: { sseHeartbeatMs: 60_000 },
         timeouts: { headersTimeoutMs: 300, requestTimeoutMs: 400, connectionTimeoutMs: 300, checkIntervalMs: 100 },

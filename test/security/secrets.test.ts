@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ADMIN_TOKEN, type TestApp } from "../helpers/app.ts";
+import { startTestApp, ADMIN_TOKEN, type TestApp } from "../helpers/app.ts";
 import { api, checkpointBody, jobInStatus, seedTenant, startJob, type Tenant } from "../helpers/fixtures.ts";
 import { openSse } from "../helpers/sse.ts";
-import { startCustomApp } from "../reliability/helpers/custom-app.ts";
 
 /**
  * Secrets never leave through a response or a log line, even at `trace`: provider keys (only a claim
@@ -23,7 +22,7 @@ describe("secrets in responses and logs", () => {
   };
 
   beforeAll(async () => {
-    t = await startCustomApp({ captureLogs: "trace" });
+    t = await startTestApp({ captureLogs: "trace" });
     tenant = await seedTenant(t.app);
     await t.app.providerKeys.put(tenant.applicationId, "anthropic", providerSecret);
     base = await t.app.listen({ port: 0, host: "127.0.0.1" });

@@ -3,6 +3,7 @@ import { ConflictError, NotFoundError } from "../../errors.ts";
 import { newId } from "../../lib/ids.ts";
 import type { Provider } from "../../lib/models.ts";
 import { generateApiKey } from "../../lib/secrets.ts";
+import { notifyApiKeyRevoked } from "../../db/channels.ts";
 import type { ApiKeyScope } from "../../plugins/auth.ts";
 import type { ExpertDigest } from "../../schemas/common.ts";
 import type { ExpertsService } from "../experts/experts.service.ts";
@@ -82,8 +83,13 @@ export class AdminService {
     return { id, applicationId, scope, ...(name !== undefined && { name }), key, createdAt: row.createdAt.toISOString() };
   }
 
+  /** Revoked at once: the next request with the key gets 401, and every instance ends the streams it holds open. */
   async revokeApiKey(apiKeyId: string): Promise<void> {
-    const { count } = await this.prisma.apiKey.updateMany({ where: { id: apiKeyId, revokedAt: null }, data: { revokedAt: new Date() } });
+    const count = await this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.apiKey.updateMany({ where: { id: apiKeyId, revokedAt: null }, data: { revokedAt: new Date() } });
+      if (count > 0) await notifyApiKeyRevoked(tx, { apiKeyId });
+      return count;
+    });
     if (count === 0 && (await this.prisma.apiKey.count({ where: { id: apiKeyId } })) === 0) throw new NotFoundError("API key not found");
   }
 

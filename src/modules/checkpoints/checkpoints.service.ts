@@ -13,7 +13,6 @@ import { deriveCheckpointAction, type CheckpointAction } from "./checkpoint-acti
 import type { Checkpoint, ListCheckpointsQuery, PostCheckpointBody } from "./checkpoints.schemas.ts";
 import {
   countMatching,
-  readExperts,
   readFeed,
   readMessages,
   readPage,
@@ -97,7 +96,7 @@ export class CheckpointsService {
     const digests = new Map(feed.experts.map((expert) => [expert.id, toExpertDigest(expert)]));
     const missing = feed.rows.flatMap(expertIdsOf).filter((id) => !digests.has(id));
     // An expert the statement did not find (none, unless the data is inconsistent) falls back to the usual read.
-    if (missing.length > 0) for (const [id, digest] of await this.#digests(missing)) digests.set(id, digest);
+    if (missing.length > 0) for (const [id, digest] of await this.experts.digestsById(missing)) digests.set(id, digest);
     return {
       status: feed.status,
       lastSeq: feed.lastSeq,
@@ -279,7 +278,7 @@ export class CheckpointsService {
     const expertIds = [...new Set(rows.flatMap(expertIdsOf))];
     const needsMessages = !options.excludeMessages && postedMessages === undefined;
     const [digests, bodies] = await Promise.all([
-      knownDigests && expertIds.every((id) => knownDigests.has(id)) ? knownDigests : this.#digests(expertIds),
+      knownDigests && expertIds.every((id) => knownDigests.has(id)) ? knownDigests : this.experts.digestsById(expertIds),
       needsMessages
         ? readMessages(this.sql, expertJobId, mergeRuns(rows.flatMap((row) => row.messageRuns as MessageRuns)))
         : new Map<number, unknown>(),
@@ -289,10 +288,6 @@ export class CheckpointsService {
       if (options.excludeMessages) return checkpoint;
       return withMessages(checkpoint, postedMessages ?? rebuildMessages(row.messageRuns as MessageRuns, bodies));
     });
-  }
-
-  async #digests(ids: string[]): Promise<Map<string, ExpertDigest>> {
-    return new Map((await readExperts(this.sql, ids)).map((expert) => [expert.id, toExpertDigest(expert)]));
   }
 }
 

@@ -1,9 +1,9 @@
 import type { Prisma } from "../../generated/prisma/client.ts";
 import { channels } from "../../db/channels.ts";
-import type { Sql } from "../../db/sql.ts";
+import { iso, type Sql } from "../../db/sql.ts";
 import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
 import type { CheckpointStatus } from "../expert-jobs/job-state.ts";
-import type { ExpertWithOwner } from "../experts/experts.service.ts";
+import { expertJson, parseExperts, type ExpertRecord } from "../experts/experts.sql.ts";
 
 /*
  * The checkpoint paths that run most, as raw SQL (one function per statement), run as prepared statements
@@ -222,7 +222,6 @@ export async function storeCheckpoint(
 // Reads.
 
 /** An ISO-8601 UTC timestamp with milliseconds, as `Date#toISOString` writes it. */
-const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 const checkpointColumns = `c.id, c.seq, c.run_id, c.step_number, c.status::text AS status, c.expert_id, c.expert_key,
   c.action::text AS action, c.skill_name, c.tool_name, c.delegate_to::text AS delegate_to, c.delegated_by::text AS delegated_by,
@@ -308,30 +307,6 @@ function toRecord(raw: RawCheckpoint): CheckpointRecord {
     startedAt: new Date(raw.started_at),
     finishedAt: raw.finished_at === null ? null : new Date(raw.finished_at),
   };
-}
-
-/** The shape `toExpertDigest` takes. */
-export type ExpertRecord = ExpertWithOwner;
-
-/** An expert with its owner organization as one JSON object (ISO timestamps), for `parseExperts`. */
-const expertJson = `json_build_object('id', e.id, 'name', e.name, 'version', e.version, 'description', e.description, 'tags', e.tags,
-  'createdAt', ${iso("e.created_at")}, 'updatedAt', ${iso("e.updated_at")},
-  'organization', json_build_object('id', o.id, 'name', o.name, 'createdAt', ${iso("o.created_at")}))`;
-
-function parseExperts(json: string | null): ExpertRecord[] {
-  const experts = JSON.parse(json ?? "[]") as Array<
-    Omit<ExpertRecord, "createdAt" | "updatedAt" | "organization"> & {
-      createdAt: string;
-      updatedAt: string;
-      organization: { id: string; name: string; createdAt: string };
-    }
-  >;
-  return experts.map((expert) => ({
-    ...expert,
-    createdAt: new Date(expert.createdAt),
-    updatedAt: new Date(expert.updatedAt),
-    organization: { ...expert.organization, createdAt: new Date(expert.organization.createdAt) },
-  }));
 }
 
 export interface FeedRow extends CheckpointRecord {
@@ -446,15 +421,4 @@ export async function readMessages(sql: Sql, expertJobId: string, runs: Array<[n
     [expertJobId, runs.map((run) => run[0]), runs.map((run) => run[1])],
   );
   return new Map(rows.map((row) => [row.ordinal, JSON.parse(row.body)]));
-}
-
-/** Experts with their owner organization, one join (Prisma's `include` takes two queries). */
-export async function readExperts(sql: Sql, ids: string[]): Promise<ExpertRecord[]> {
-  if (ids.length === 0) return [];
-  const [row] = await sql.query<{ experts: string | null }>(
-    "experts_by_id",
-    `SELECT json_agg(${expertJson})::text AS experts FROM expert e JOIN organization o ON o.id = e.organization_id WHERE e.id = ANY ($1::text[])`,
-    [ids],
-  );
-  return parseExperts(row?.experts ?? null);
 }

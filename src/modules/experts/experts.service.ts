@@ -2,8 +2,8 @@ import type { PrismaClient } from "../../generated/prisma/client.ts";
 import type { ExpertDigest } from "../../schemas/common.ts";
 import { newId } from "../../lib/ids.ts";
 import { compareSemver, isSemver } from "../../lib/semver.ts";
-
-type Db = Pick<PrismaClient, "expert">;
+import type { Sql } from "../../db/sql.ts";
+import { findExpertByKey, readExperts } from "./experts.sql.ts";
 
 export interface ExpertKeyParts {
   name: string;
@@ -71,26 +71,21 @@ export interface RegisterExpertInput {
 }
 
 export class ExpertsService {
-  constructor(private readonly prisma: PrismaClient) {}
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly sql: Sql,
+  ) {}
 
   /** Resolves an expert key within an organization; undefined when nothing matches. */
-  async resolve(organizationId: string, key: string, db: Db = this.prisma): Promise<ExpertDigest | undefined> {
+  async resolve(organizationId: string, key: string): Promise<ExpertDigest | undefined> {
     const parts = parseExpertKey(key);
     if (!parts) return undefined;
-    const expert = await db.expert.findFirst({
-      where: parts.version
-        ? { organizationId, name: parts.name, version: parts.version }
-        : { organizationId, name: parts.name, tags: { has: parts.tag! } },
-      orderBy: { createdAt: "desc" },
-      ...expertWithOwner,
-    });
+    const expert = await findExpertByKey(this.sql, organizationId, parts);
     return expert ? toExpertDigest(expert) : undefined;
   }
 
   async digestsById(ids: Iterable<string>): Promise<Map<string, ExpertDigest>> {
-    const unique = [...new Set(ids)];
-    if (unique.length === 0) return new Map();
-    const experts = await this.prisma.expert.findMany({ where: { id: { in: unique } }, ...expertWithOwner });
+    const experts = await readExperts(this.sql, [...new Set(ids)]);
     return new Map(experts.map((expert) => [expert.id, toExpertDigest(expert)]));
   }
 

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, startTestApp, usingPostgres, type TestApp, type TestDatabase } from "../../helpers/app.ts";
+import { ADMIN_TOKEN, createTestDatabase, startTestApp, usingPostgres, type TestApp, type TestDatabase } from "../../helpers/app.ts";
 import { api, checkpointBody, seedTenant, startJob, userMessage, type Tenant } from "../../helpers/fixtures.ts";
 import { openSse, type SseStream } from "../../helpers/sse.ts";
 
@@ -177,6 +177,34 @@ describe("GET .../checkpoints/stream", () => {
     expect(secret).toHaveLength(43);
     expect(t.logs.some((line) => line.includes("access_token=[REDACTED]"))).toBe(true);
     expect(t.logs.filter((line) => line.includes(secret))).toEqual([]);
+  });
+
+  it("ends the streams of a key when it is revoked, and its reconnect gets 401; other keys' streams go on", async () => {
+    const job = await startJob(t.app, tenant);
+    await postSteps(t, tenant, job.id, [1]);
+    const doomedKey = await t.app.admin.createApiKey(tenant.applicationId, "client");
+    const doomed = await openSse(base + streamPath(job.id), { authorization: `Bearer ${doomedKey.key}` });
+    const survivor = await open(job.id);
+    await Promise.all([doomed.waitFor(1), survivor.waitFor(1)]);
+
+    const revoked = await fetch(`${base}/api/admin/v1/api_keys/${doomedKey.id}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(revoked.status).toBe(204);
+    await doomed.ended;
+    expect(doomed.events.map((event) => event.event)).toEqual(["message"]);
+
+    const reconnect = await fetch(base + streamPath(job.id), {
+      headers: { authorization: `Bearer ${doomedKey.key}`, "last-event-id": "1" },
+    });
+    expect(reconnect.status).toBe(401);
+    expect(await reconnect.json()).toEqual({ code: 401, error: "Unauthorized", reason: "Failed to authenticate" });
+
+    await postSteps(t, tenant, job.id, [2]);
+    await survivor.waitFor(2);
+    expect(messageIds(survivor)).toEqual(["1", "2"]);
+    survivor.close();
   });
 
   describe("answers JSON errors before the stream starts", () => {
