@@ -1,10 +1,9 @@
 import type { ServerResponse } from "node:http";
 import fp from "fastify-plugin";
-import fastJson from "fast-json-stringify";
-import { Type } from "@sinclair/typebox";
 import type { FastifyBaseLogger } from "fastify";
 import { channels, type ApiKeyRevokedPayload, type CheckpointCreatedPayload, type ExpertJobChangedPayload } from "../db/channels.ts";
-import { CheckpointSchema, type Checkpoint } from "../modules/checkpoints/checkpoints.schemas.ts";
+import { checkpointSerializer } from "../modules/checkpoints/checkpoint-json.ts";
+import type { Checkpoint } from "../modules/checkpoints/checkpoints.schemas.ts";
 import type { CheckpointsService } from "../modules/checkpoints/checkpoints.service.ts";
 import type { ExpertJobStatus } from "../modules/expert-jobs/expert-jobs.schemas.ts";
 import { isStopped } from "../modules/expert-jobs/job-state.ts";
@@ -193,8 +192,7 @@ export class StreamHub {
   eventsSent = 0;
   readonly #feeds = new Map<string, JobFeed>();
   readonly #streamsByKey = new Map<string, number>();
-  readonly #serializeCheckpoint = fastJson(CheckpointSchema);
-  readonly #spliceMessages = messagesSplicer(this.#serializeCheckpoint);
+  readonly #json = checkpointSerializer();
   readonly #heartbeat: NodeJS.Timeout;
   #closing = false;
 
@@ -287,9 +285,9 @@ export class StreamHub {
     if (!feed) return undefined;
     const events = feed.events.map(({ seq, checkpoint, messagesJson }) => {
       const frames: Partial<Record<EventVariant, Buffer>> = {};
-      if (wantsFull) frames.full = Buffer.from(frame("message", this.#spliceMessages(checkpoint, messagesJson!), seq));
+      if (wantsFull) frames.full = Buffer.from(frame("message", this.#json.withMessagesJson(checkpoint, messagesJson!), seq));
       if (variants.has("excludeMessages"))
-        frames.excludeMessages = Buffer.from(frame("message", this.#serializeCheckpoint(withoutMessages(checkpoint)), seq));
+        frames.excludeMessages = Buffer.from(frame("message", this.#json.serialize(withoutMessages(checkpoint)), seq));
       return { seq, frames };
     });
     return { status: feed.status, lastSeq: feed.lastSeq, events };
@@ -336,70 +334,6 @@ export class StreamHub {
       for (const subscriber of feed.subscribers) this.end(feed, subscriber, "");
     }
     this.#feeds.clear();
-  }
-}
-
-/**
- * Serialises a checkpoint with its conversation given as JSON text: the properties written before
- * `messages` and those after it are serialised apart and the text goes in between, so the result is what
- * serialising the parsed conversation would give, without parsing and serialising it again (a long job
- * streams its whole conversation in every event). The key order is the serializer's own (it writes
- * required properties first), read from a probe; if splicing ever disagrees with it on that probe,
- * messages are parsed and serialised as before.
- */
-export function messagesSplicer(serialize: (checkpoint: Checkpoint) => string): (checkpoint: Checkpoint, messagesJson: string) => string {
-  const digest = {
-    type: "expertDigest",
-    id: "e",
-    key: "k",
-    name: "n",
-    minRuntimeVersion: "v1.0",
-    description: "d",
-    owner: { name: "o", organizationId: "o", createdAt: "t" },
-    createdAt: "t",
-    updatedAt: "t",
-    version: "1",
-    tags: [],
-  };
-  const delegation = { expert: digest, toolCallId: "c", toolName: "t" };
-  const probe = {
-    type: "checkpoint",
-    id: "i",
-    action: { type: "init" },
-    runId: "r",
-    expertJobId: "j",
-    stepNumber: 1,
-    status: "init",
-    expert: digest,
-    skillName: "s",
-    toolName: "t",
-    delegateTo: delegation,
-    delegatedBy: { ...delegation, checkpointId: "c" },
-    inputMessages: [1],
-    messages: [{ b: 1, a: [2] }, null],
-    newMessages: [3],
-    toolCall: { id: "c", skillName: "s", toolName: "t", args: {} },
-    toolResult: { id: "c", skillName: "s", toolName: "t", result: [] },
-    usage: { inputTokens: 1, outputTokens: 1, reasoningTokens: 1, totalTokens: 1, cachedInputTokens: 1 },
-    contextWindow: 1,
-    contextWindowUsage: 1,
-    startedAt: "t",
-    finishedAt: "t",
-  } as unknown as Checkpoint;
-  const fallback = (checkpoint: Checkpoint, messagesJson: string) => serialize({ ...checkpoint, messages: JSON.parse(messagesJson) });
-  try {
-    const order = Object.keys(JSON.parse(serialize(probe)) as object);
-    const at = order.indexOf("messages");
-    const part = (keys: string[]) =>
-      fastJson(Type.Object(Object.fromEntries(keys.map((key) => [key, CheckpointSchema.properties[key as keyof Checkpoint]]))));
-    const [head, tail] = [part(order.slice(0, at)), part(order.slice(at + 1))];
-    const splice = (checkpoint: Checkpoint, messagesJson: string) => {
-      const rest = tail(checkpoint);
-      return `${head(checkpoint).slice(0, -1)},"messages":${messagesJson}${rest === "{}" ? "}" : `,${rest.slice(1)}`}`;
-    };
-    return at > 0 && splice(probe, JSON.stringify(probe.messages)) === serialize(probe) ? splice : fallback;
-  } catch {
-    return fallback;
   }
 }
 

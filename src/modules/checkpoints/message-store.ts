@@ -1,4 +1,4 @@
-import { sha256 } from "../../lib/secrets.ts";
+import { hash } from "node:crypto";
 
 /** Ordered message ordinals as inclusive `[first, last]` runs; a growing conversation stays one run. */
 export type MessageRuns = Array<[number, number]>;
@@ -25,7 +25,8 @@ export interface HashedMessages {
 
 export function hashMessages(messages: unknown[]): HashedMessages {
   const texts = messages.map((message) => JSON.stringify(message) ?? "null");
-  return { texts, hashes: texts.map((text) => sha256(text).toString("hex")) };
+  // The one-shot hash is ~1.5× faster than a Hash object per message (a long conversation has hundreds).
+  return { texts, hashes: texts.map((text) => hash("sha256", text, "hex")) };
 }
 
 /**

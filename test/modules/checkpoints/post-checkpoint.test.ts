@@ -119,6 +119,8 @@ describe("POST /expert_jobs/{expertJobId}/checkpoints/", () => {
         const got = await client.get(`/expert_jobs/${job.id}/checkpoints/${checkpoint.id}`);
         expect(got.statusCode).toBe(200);
         expect(got.json().data.checkpoint).toEqual(checkpoint);
+        // The post splices the conversation's JSON text into its answer; GET serialises by schema: same bytes.
+        expect(got.body).toBe(response.body);
         const listed = await client.get(`/expert_jobs/${job.id}/checkpoints/`);
         expect(listed.json().data.checkpoints).toEqual([checkpoint]);
         const streamed = await t.app.checkpoints.listAfter(job.id, 0, 10);

@@ -1,7 +1,7 @@
 import fastJson from "fast-json-stringify";
 import { describe, expect, it } from "vitest";
-import { CheckpointSchema, type Checkpoint } from "../../src/modules/checkpoints/checkpoints.schemas.ts";
-import { messagesSplicer } from "../../src/plugins/stream-hub.ts";
+import { CheckpointSchema, type Checkpoint } from "../../../src/modules/checkpoints/checkpoints.schemas.ts";
+import { messagesSplicer } from "../../../src/modules/checkpoints/checkpoint-json.ts";
 
 const serialize = fastJson(CheckpointSchema) as (checkpoint: Checkpoint) => string;
 const splice = messagesSplicer(serialize);
