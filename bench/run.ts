@@ -506,13 +506,18 @@ async function measureHistory(http: HttpClient, tenant: Tenant, url: string) {
     },
   ];
   // Straight from Postgres: the statements the server runs for the page (the job's last_seq is the total,
-  // the page's keys from the index, then its rows), and the obvious ones (OFFSET over rows, count(*)).
+  // the page's keys from the index, read from the nearer end, then its rows), and the obvious ones (OFFSET
+  // over rows, count(*)).
   const sameSql = async (skip: number, order: string) => {
-    await db.query("SELECT last_seq FROM expert_job WHERE id = $1", [longJobId]);
+    const { rows } = await db.query<{ last_seq: number }>("SELECT last_seq FROM expert_job WHERE id = $1", [longJobId]);
+    const total = rows[0]!.last_seq;
+    const fromEnd = skip > total / 2;
+    const [pageSkip, pageOrder] = fromEnd ? [Math.max(0, total - skip - 100), order === "ASC" ? "DESC" : "ASC"] : [skip, order];
     await db.query(
-      `SELECT c.* FROM (SELECT seq FROM checkpoint WHERE expert_job_id = $1 ORDER BY created_at ${order}, step_number ${order}, seq ${order}
-         OFFSET $2 LIMIT 100) page JOIN checkpoint c ON c.expert_job_id = $1 AND c.seq = page.seq ORDER BY c.created_at ${order}, c.step_number ${order}, c.seq ${order}`,
-      [longJobId, skip],
+      `SELECT c.* FROM (SELECT seq FROM checkpoint WHERE expert_job_id = $1 AND seq <= $3
+         ORDER BY created_at ${pageOrder}, step_number ${pageOrder}, seq ${pageOrder} OFFSET $2 LIMIT 100) page
+       JOIN checkpoint c ON c.expert_job_id = $1 AND c.seq = page.seq ORDER BY c.created_at ${pageOrder}, c.step_number ${pageOrder}, c.seq ${pageOrder}`,
+      [longJobId, pageSkip, total],
     );
   };
   const naiveSql = async (skip: number, order: string) => {

@@ -16,6 +16,7 @@ import {
   readFeed,
   readMessages,
   readPage,
+  readPageFromNearerEnd,
   readPostContext,
   storeCheckpoint,
   type CheckpointRecord,
@@ -72,10 +73,11 @@ export class CheckpointsService {
   ): Promise<{ checkpoints: Checkpoint[]; total: number }> {
     const job = await this.#requireJob(principal, expertJobId);
     const pattern = query.filter === undefined ? undefined : `%${escapeLike(withoutNul(query.filter))}%`;
+    const page = { sort: query.sort, order: query.order, take: query.take, skip: query.skip, pattern, maxSeq: job.lastSeq };
     const [rows, total] = await Promise.all([
-      readPage(this.sql, expertJobId, { sort: query.sort, order: query.order, take: query.take, skip: query.skip, pattern }),
+      pattern === undefined ? readPageFromNearerEnd(this.sql, expertJobId, page, job.lastSeq) : readPage(this.sql, expertJobId, page),
       // Checkpoints are never deleted and each one takes the next `last_seq`: without a filter that is the count.
-      pattern === undefined ? job.lastSeq : countMatching(this.sql, expertJobId, pattern),
+      pattern === undefined ? job.lastSeq : countMatching(this.sql, expertJobId, pattern, job.lastSeq),
     ]);
     return { checkpoints: await this.toCheckpoints(expertJobId, rows, { excludeMessages: query.exclude === "messages" }), total };
   }

@@ -372,6 +372,8 @@ export interface PageQuery {
   skip: number;
   /** An ILIKE pattern on the expert key, skill name or tool name. */
   pattern?: string;
+  /** Only checkpoints up to this sequence number: the job's `last_seq` when the page's total was taken. */
+  maxSeq: number;
 }
 
 /**
@@ -383,29 +385,42 @@ export interface PageQuery {
 export async function readPage(sql: Sql, expertJobId: string, page: PageQuery): Promise<CheckpointRecord[]> {
   const direction = page.order === "desc" ? "DESC" : "ASC";
   const sortColumn = page.sort === "updatedAt" ? "updated_at" : "created_at";
-  const filter = page.pattern === undefined ? "" : "AND (expert_key ILIKE $4 OR skill_name ILIKE $4 OR tool_name ILIKE $4)";
+  const filter = page.pattern === undefined ? "" : "AND (expert_key ILIKE $5 OR skill_name ILIKE $5 OR tool_name ILIKE $5)";
   const rows = await sql.query<RawCheckpoint>(
     undefined, // planned per call: a generic plan does not know how deep the OFFSET goes
     `SELECT ${checkpointColumns}
     FROM (
-      SELECT seq FROM checkpoint WHERE expert_job_id = $1 ${filter}
+      SELECT seq FROM checkpoint WHERE expert_job_id = $1 AND seq <= $4 ${filter}
       ORDER BY ${sortColumn} ${direction}, step_number ${direction}, seq ${direction}
       OFFSET $2 LIMIT $3
     ) AS page
     JOIN checkpoint c ON c.expert_job_id = $1 AND c.seq = page.seq
     ORDER BY c.${sortColumn} ${direction}, c.step_number ${direction}, c.seq ${direction}`,
-    [expertJobId, page.skip, page.take, ...(page.pattern === undefined ? [] : [page.pattern])],
+    [expertJobId, page.skip, page.take, page.maxSeq, ...(page.pattern === undefined ? [] : [page.pattern])],
   );
   return rows.map(toRecord);
 }
 
+/**
+ * The same page, read from whichever end of the job's `total` checkpoints is nearer: a deep OFFSET walks
+ * every index entry before it, so the last page of 100,000 now reads 100 entries backwards instead of
+ * 100,000 forwards. The rows are the same: `maxSeq` pins the set and `seq` breaks every tie.
+ */
+export async function readPageFromNearerEnd(sql: Sql, expertJobId: string, page: PageQuery, total: number): Promise<CheckpointRecord[]> {
+  if (page.skip <= total / 2) return readPage(sql, expertJobId, page);
+  const take = Math.min(page.take, total - page.skip);
+  if (take <= 0) return [];
+  const order = page.order === "desc" ? "asc" : "desc";
+  return (await readPage(sql, expertJobId, { ...page, order, take, skip: total - page.skip - take })).reverse();
+}
+
 /** Checkpoints matching a filter (without one, the job's `last_seq` is the count: checkpoints are never deleted). */
-export async function countMatching(sql: Sql, expertJobId: string, pattern: string): Promise<number> {
+export async function countMatching(sql: Sql, expertJobId: string, pattern: string, maxSeq: number): Promise<number> {
   const [row] = await sql.query<{ total: number }>(
     "checkpoint_count_filtered",
-    `SELECT count(*)::int AS total FROM checkpoint WHERE expert_job_id = $1
+    `SELECT count(*)::int AS total FROM checkpoint WHERE expert_job_id = $1 AND seq <= $3
       AND (expert_key ILIKE $2 OR skill_name ILIKE $2 OR tool_name ILIKE $2)`,
-    [expertJobId, pattern],
+    [expertJobId, pattern, maxSeq],
   );
   return row!.total;
 }

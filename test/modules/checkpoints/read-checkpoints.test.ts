@@ -196,6 +196,19 @@ describe("reading checkpoints", () => {
       expect(response.json().meta.total).toBe(0);
     });
 
+    it("answers every page as the matching slice of the whole list, whichever end the server reads it from", async () => {
+      for (const order of ["asc", "desc"]) {
+        const all = twelve.checkpoints.map((checkpoint) => checkpoint.id);
+        if (order === "desc") all.reverse();
+        for (const take of [1, 5, 12]) {
+          for (let skip = 0; skip <= 13; skip++) {
+            const response = await list(twelve.jobId, `?order=${order}&take=${take}&skip=${skip}&exclude=messages`);
+            expect(ids(response), `order=${order} take=${take} skip=${skip}`).toEqual(all.slice(skip, skip + take));
+          }
+        }
+      }
+    });
+
     it("answers items equal to GET one for each of them", async () => {
       const response = await list(twelve.jobId, "?take=3&skip=7");
       for (const checkpoint of response.json().data.checkpoints) {
@@ -279,6 +292,10 @@ describe("reading checkpoints", () => {
         expect(names(await list(jobId, "?order=desc"))).toBe("ADCB");
         expect(names(await list(jobId, "?sort=updatedAt"))).toBe("BCDA");
         expect(names(await list(jobId, "?sort=updatedAt&order=desc"))).toBe("ADCB");
+        // Deep pages are read backwards from the other end; the ties break the same way.
+        expect(names(await list(jobId, "?take=2&skip=2"))).toBe("DA");
+        expect(names(await list(jobId, "?take=1&skip=3&order=desc"))).toBe("B");
+        expect(names(await list(jobId, "?take=3&skip=3&sort=updatedAt"))).toBe("A");
       });
 
       it("orders by the chosen timestamp before the step number", async () => {
