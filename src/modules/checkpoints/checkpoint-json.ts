@@ -1,22 +1,40 @@
 import fastJson from "fast-json-stringify";
 import { Type } from "@sinclair/typebox";
+import { PageMetaSchema } from "../../schemas/common.ts";
 import { CheckpointSchema, type Checkpoint } from "./checkpoints.schemas.ts";
+import type { CheckpointReply } from "./checkpoints.service.ts";
+
+type PageMeta = { total: number; take: number; skip: number };
 
 export interface CheckpointSerializer {
   serialize(checkpoint: Checkpoint): string;
   /** The checkpoint with `messages` given as the JSON text of the conversation, spliced in as it is. */
   withMessagesJson(checkpoint: Checkpoint, messagesJson: string): string;
+  /** `{data:{checkpoint}}`, as `CheckpointEnvelopeSchema` serialises it. */
+  envelope(reply: CheckpointReply): string;
+  /** `{data:{checkpoints},meta}`, as `CheckpointListSchema` serialises it. */
+  page(replies: CheckpointReply[], meta: PageMeta): string;
 }
 
 /**
  * A checkpoint's JSON, by its schema. A long job carries its whole conversation in every checkpoint, and
  * the server already holds that conversation as JSON text (stored message bodies, or the texts a post was
- * hashed from): splicing the text in instead of serialising the parsed messages again saves ~0.4 ms per
- * 130 KB checkpoint (BENCHMARKS.md).
+ * hashed from): splicing the text in instead of parsing and serialising the messages again saves ~0.4 ms
+ * per 130 KB checkpoint on a post, and most of the time of a page with messages (bench/NOTES.md). The
+ * tests check every answer against the schema's own serialisation, byte for byte.
  */
 export function checkpointSerializer(): CheckpointSerializer {
   const serialize = fastJson(CheckpointSchema) as (checkpoint: Checkpoint) => string;
-  return { serialize, withMessagesJson: messagesSplicer(serialize) };
+  const serializeMeta = fastJson(PageMetaSchema) as (meta: PageMeta) => string;
+  const withMessagesJson = messagesSplicer(serialize);
+  const text = ({ checkpoint, messagesJson }: CheckpointReply) =>
+    messagesJson === undefined ? serialize(checkpoint) : withMessagesJson(checkpoint, messagesJson);
+  return {
+    serialize,
+    withMessagesJson,
+    envelope: (reply) => `{"data":{"checkpoint":${text(reply)}}}`,
+    page: (replies, meta) => `{"data":{"checkpoints":[${replies.map(text).join(",")}]},"meta":${serializeMeta(meta)}}`,
+  };
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import type { FastifySchemaCompiler, FastifySchemaValidationError } from "fastify";
+import type { FastifyReply, FastifySchemaCompiler, FastifySchemaValidationError } from "fastify";
 import { errorResponses } from "../../schemas/common.ts";
 import { checkpointSerializer } from "./checkpoint-json.ts";
 import { ExpertJobParamsSchema } from "../expert-jobs/expert-jobs.schemas.ts";
@@ -30,6 +30,12 @@ const strictValidator: FastifySchemaCompiler<unknown> = ({ schema }) => {
   };
 };
 
+/**
+ * Checkpoint answers are serialised here (checkpoint-json.ts) to splice in conversations that are already
+ * JSON text. A string goes out as it is, no serialiser runs; the type provider only knows the object form.
+ */
+const sendJsonText = (reply: FastifyReply, json: string) => reply.type("application/json; charset=utf-8").send(json as never);
+
 export const checkpointsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const checkpointJson = checkpointSerializer();
 
@@ -45,10 +51,11 @@ export const checkpointsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: CheckpointEnvelopeSchema, ...errorResponses(401, 404, 422) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { expertJobId, checkpointId } = request.params;
       const excludeMessages = request.query.exclude === "messages";
-      return { data: { checkpoint: await app.checkpoints.get(request.principal, expertJobId, checkpointId, { excludeMessages }) } };
+      const checkpoint = await app.checkpoints.get(request.principal, expertJobId, checkpointId, { excludeMessages });
+      return sendJsonText(reply, checkpointJson.envelope(checkpoint));
     },
   );
 
@@ -64,9 +71,9 @@ export const checkpointsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: CheckpointListSchema, ...errorResponses(401, 404, 422) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { checkpoints, total } = await app.checkpoints.list(request.principal, request.params.expertJobId, request.query);
-      return { data: { checkpoints }, meta: { total, take: request.query.take, skip: request.query.skip } };
+      return sendJsonText(reply, checkpointJson.page(checkpoints, { total, take: request.query.take, skip: request.query.skip }));
     },
   );
 
@@ -85,13 +92,8 @@ export const checkpointsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { checkpoint, messagesJson } = await app.checkpoints.post(request.principal, request.params.expertJobId, request.body);
-      if (messagesJson === undefined) return { data: { checkpoint } };
-      // The posted conversation goes out as the JSON text it was hashed as: serialising it again per post is
-      // measurable (checkpoint-json.ts); the test of this route checks the answer against the schema.
-      const json = `{"data":{"checkpoint":${checkpointJson.withMessagesJson(checkpoint, messagesJson)}}}`;
-      // A string goes out as it is (no serialiser runs); the type provider only knows the object form.
-      return reply.type("application/json; charset=utf-8").send(json as never);
+      const checkpoint = await app.checkpoints.post(request.principal, request.params.expertJobId, request.body);
+      return sendJsonText(reply, checkpointJson.envelope(checkpoint));
     },
   );
 };

@@ -14,7 +14,7 @@ import type { Checkpoint, ListCheckpointsQuery, PostCheckpointBody } from "./che
 import {
   countMatching,
   readFeed,
-  readMessages,
+  readMessageTexts,
   readPage,
   readPageFromNearerEnd,
   readPostContext,
@@ -22,7 +22,7 @@ import {
   type CheckpointRecord,
   type NewCheckpoint,
 } from "./checkpoints.sql.ts";
-import { assignOrdinals, hashMessages, mergeRuns, rebuildMessages, type MessageRuns } from "./message-store.ts";
+import { assignOrdinals, conversationJson, hashMessages, mergeRuns, type MessageRuns } from "./message-store.ts";
 
 interface StoredDelegation {
   expertId: string;
@@ -58,19 +58,19 @@ export class CheckpointsService {
     return job;
   }
 
-  async get(principal: Principal, expertJobId: string, checkpointId: string, options: ReadOptions = {}): Promise<Checkpoint> {
+  async get(principal: Principal, expertJobId: string, checkpointId: string, options: ReadOptions = {}): Promise<CheckpointReply> {
     await this.#requireJob(principal, expertJobId);
     const row = await this.prisma.checkpoint.findUnique({ where: { expertJobId_id: { expertJobId, id: checkpointId } } });
     if (!row) throw new NotFoundError(reasons.checkpointNotFound);
-    const [checkpoint] = await this.toCheckpoints(expertJobId, [row], options);
-    return checkpoint!;
+    const [reply] = await this.toReplies(expertJobId, [row], options);
+    return reply!;
   }
 
   async list(
     principal: Principal,
     expertJobId: string,
     query: ListCheckpointsQuery,
-  ): Promise<{ checkpoints: Checkpoint[]; total: number }> {
+  ): Promise<{ checkpoints: CheckpointReply[]; total: number }> {
     const job = await this.#requireJob(principal, expertJobId);
     const pattern = query.filter === undefined ? undefined : `%${escapeLike(withoutNul(query.filter))}%`;
     const page = { sort: query.sort, order: query.order, take: query.take, skip: query.skip, pattern, maxSeq: job.lastSeq };
@@ -79,7 +79,7 @@ export class CheckpointsService {
       // Checkpoints are never deleted and each one takes the next `last_seq`: without a filter that is the count.
       pattern === undefined ? job.lastSeq : countMatching(this.sql, expertJobId, pattern, job.lastSeq),
     ]);
-    return { checkpoints: await this.toCheckpoints(expertJobId, rows, { excludeMessages: query.exclude === "messages" }), total };
+    return { checkpoints: await this.toReplies(expertJobId, rows, { excludeMessages: query.exclude === "messages" }), total };
   }
 
   /**
@@ -129,7 +129,7 @@ export class CheckpointsService {
    * under the job's row lock (so a job's checkpoints commit in order), and queues the NOTIFY; it only
    * applies if the job is still as read just before, else the post reads again (see checkpoints.sql.ts).
    */
-  async post(principal: Principal, expertJobId: string, body: PostCheckpointBody): Promise<PostedCheckpoint> {
+  async post(principal: Principal, expertJobId: string, body: PostCheckpointBody): Promise<CheckpointReply> {
     const { checkpoint: posted, step } = body;
     const hashed = hashMessages(posted.messages);
     // What an idempotent re-post must repeat: the body, with each message by its hash (they were just
@@ -259,10 +259,10 @@ export class CheckpointsService {
   }
 
   /** A checkpoint id the job already has: the same content is an idempotent re-post, other content a conflict. */
-  async #existing(expertJobId: string, id: string, storedHash: string, contentHash: string): Promise<PostedCheckpoint> {
+  async #existing(expertJobId: string, id: string, storedHash: string, contentHash: string): Promise<CheckpointReply> {
     if (storedHash !== contentHash) throw new ConflictError(CHECKPOINT_ID_CONFLICT);
     const row = await this.prisma.checkpoint.findUniqueOrThrow({ where: { expertJobId_id: { expertJobId, id } } });
-    return { checkpoint: (await this.toCheckpoints(expertJobId, [row], {}))[0]! };
+    return (await this.toReplies(expertJobId, [row], {}))[0]!;
   }
 
   async #resolveExpert(organizationId: string, key: string): Promise<ExpertDigest> {
@@ -271,27 +271,38 @@ export class CheckpointsService {
     return digest;
   }
 
-  /** Builds API checkpoints from stored ones: one query for their experts, one for their messages, run together. */
+  /** Builds API checkpoints from stored ones, with their conversations parsed. */
   async toCheckpoints(expertJobId: string, rows: CheckpointRecord[], options: ReadOptions): Promise<Checkpoint[]> {
+    const replies = await this.toReplies(expertJobId, rows, options);
+    return replies.map(({ checkpoint, messagesJson }) =>
+      messagesJson === undefined ? checkpoint : withMessages(checkpoint, JSON.parse(messagesJson)),
+    );
+  }
+
+  /**
+   * Builds answers from stored checkpoints: one query for their experts, one for their messages' texts, run
+   * together. The conversations stay JSON text, to be spliced into the answer (checkpoint-json.ts).
+   */
+  async toReplies(expertJobId: string, rows: CheckpointRecord[], options: ReadOptions): Promise<CheckpointReply[]> {
     const expertIds = [...new Set(rows.flatMap(expertIdsOf))];
-    const [digests, bodies] = await Promise.all([
+    const [digests, texts] = await Promise.all([
       this.experts.digestsById(expertIds),
       !options.excludeMessages
-        ? readMessages(this.sql, expertJobId, mergeRuns(rows.flatMap((row) => row.messageRuns as MessageRuns)))
-        : new Map<number, unknown>(),
+        ? readMessageTexts(this.sql, expertJobId, mergeRuns(rows.flatMap((row) => row.messageRuns as MessageRuns)))
+        : new Map<number, string>(),
     ]);
     return rows.map((row) => {
       const checkpoint = buildCheckpoint(expertJobId, row, digests, options);
-      if (options.excludeMessages) return checkpoint;
-      return withMessages(checkpoint, rebuildMessages(row.messageRuns as MessageRuns, bodies));
+      if (options.excludeMessages) return { checkpoint };
+      return { checkpoint, messagesJson: conversationJson(row.messageRuns as MessageRuns, texts) };
     });
   }
 }
 
-/** A stored checkpoint as the post answers it: with `messages`, or without them and their JSON text apart. */
-export interface PostedCheckpoint {
+/** A checkpoint as answered: without `messages` when they are excluded, else with them as JSON text apart. */
+export interface CheckpointReply {
   checkpoint: Checkpoint;
-  /** The conversation as posted, as a JSON array text (`checkpoint` then has no `messages`). */
+  /** The conversation as posted, as a JSON array text (`checkpoint` itself has no `messages`). */
   messagesJson?: string;
 }
 

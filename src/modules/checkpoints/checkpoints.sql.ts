@@ -425,8 +425,8 @@ export async function countMatching(sql: Sql, expertJobId: string, pattern: stri
   return row!.total;
 }
 
-/** The bodies of the given message ordinals (as inclusive runs), parsed. */
-export async function readMessages(sql: Sql, expertJobId: string, runs: Array<[number, number]>): Promise<Map<number, unknown>> {
+/** The JSON texts of the given message ordinals (as inclusive runs), as stored (as posted). */
+export async function readMessageTexts(sql: Sql, expertJobId: string, runs: Array<[number, number]>): Promise<Map<number, string>> {
   if (runs.length === 0) return new Map();
   const rows = await sql.query<{ ordinal: number; body: string }>(
     undefined, // planned per call: a generic plan does not know how few ordinals the ranges cover
@@ -435,5 +435,5 @@ export async function readMessages(sql: Sql, expertJobId: string, runs: Array<[n
     JOIN job_message m ON m.expert_job_id = $1 AND m.ordinal BETWEEN r.first AND r.last`,
     [expertJobId, runs.map((run) => run[0]), runs.map((run) => run[1])],
   );
-  return new Map(rows.map((row) => [row.ordinal, JSON.parse(row.body)]));
+  return new Map(rows.map((row) => [row.ordinal, row.body]));
 }

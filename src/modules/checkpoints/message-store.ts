@@ -54,8 +54,9 @@ export function assignOrdinals(
   return { runs: encodeRuns(ordinals), created };
 }
 
-export function rebuildMessages(runs: MessageRuns, bodies: Map<number, unknown>): unknown[] {
-  return Array.from(decodeRuns(runs), (ordinal) => bodies.get(ordinal));
+/** The conversation as a JSON array text, from its messages' stored texts. */
+export function conversationJson(runs: MessageRuns, texts: Map<number, string>): string {
+  return `[${Array.from(decodeRuns(runs), (ordinal) => texts.get(ordinal) ?? "null").join(",")}]`;
 }
 
 /** Sorted, overlapping and adjacent runs merged: what a page of conversations refers to, as few ranges as possible. */

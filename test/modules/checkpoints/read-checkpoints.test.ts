@@ -1,4 +1,5 @@
 import { createId } from "@paralleldrive/cuid2";
+import fastJson from "fast-json-stringify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../../helpers/app.ts";
 import {
@@ -15,6 +16,7 @@ import {
   type Tenant,
 } from "../../helpers/fixtures.ts";
 import type { ExpertDigest } from "../../../src/schemas/common.ts";
+import { CheckpointEnvelopeSchema, CheckpointListSchema } from "../../../src/modules/checkpoints/checkpoints.schemas.ts";
 
 type Json = Record<string, any>;
 
@@ -59,6 +61,40 @@ describe("reading checkpoints", () => {
     otherJob = { jobId: other.id, checkpoint: await post(other.id, checkpointBody(tenant)) };
   });
   afterAll(async () => t.close());
+
+  it("answers POST, GET one and the list byte for byte as the response schemas serialise them, odd messages included", async () => {
+    const serializeEnvelope = fastJson(CheckpointEnvelopeSchema);
+    const serializePage = fastJson(CheckpointListSchema);
+    const odd = {
+      z: "last key first",
+      a: ["\u0000", "\u2028\u2029", "é😀\uD83D", '"quoted" \\ back/slash', "\n\t"],
+      numbers: [0.1, -5, 1e21, 123456789012345, 0],
+      nested: { b: null, a: true, c: [[[]], {}] },
+    };
+    const job = await startJob(t.app, tenant);
+    const first = await runtime.post(`/expert_jobs/${job.id}/checkpoints/`, checkpointBody(tenant, { messages: [odd, userMessage("x")] }));
+    const second = await runtime.post(
+      `/expert_jobs/${job.id}/checkpoints/`,
+      checkpointBody(tenant, { stepNumber: 2, messages: [odd, userMessage("x"), odd, expertMessage(textPart("y"))] }),
+    );
+    for (const posted of [first, second]) {
+      expect(posted.statusCode, posted.body).toBe(200);
+      expect(posted.body).toBe(serializeEnvelope(posted.json()));
+      const id = posted.json().data.checkpoint.id;
+      for (const query of ["", "?exclude=messages"]) {
+        const one = await getOne(job.id, id, query);
+        expect(one.headers["content-type"]).toBe("application/json; charset=utf-8");
+        expect(one.body).toBe(serializeEnvelope(one.json()));
+      }
+      expect((await getOne(job.id, id)).body).toBe(posted.body);
+    }
+    expect(second.json().data.checkpoint.messages).toEqual([odd, expect.any(Object), odd, expect.any(Object)]);
+    for (const query of ["", "?exclude=messages", "?order=desc&take=1&skip=1"]) {
+      const page = await list(job.id, query);
+      expect(page.headers["content-type"]).toBe("application/json; charset=utf-8");
+      expect(page.body).toBe(serializePage(page.json()));
+    }
+  });
 
   describe("GET one", () => {
     it("answers {data:{checkpoint}} equal to what POST answered", async () => {
