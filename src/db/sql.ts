@@ -24,5 +24,5 @@ export function createSql(database: DatabaseHandle): Sql {
   return { query: async (_name, text, values) => (await lite.query(text, values)).rows as never[] };
 }
 
-/** A timestamp column as ISO 8601 text (UTC, milliseconds), the same on both drivers. */
+/** A timestamp column as ISO 8601 text, as `Date#toISOString` writes it (UTC, milliseconds), the same on both drivers. */
 export const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;

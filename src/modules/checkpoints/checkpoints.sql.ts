@@ -221,8 +221,6 @@ export async function storeCheckpoint(
 
 // Reads.
 
-/** An ISO-8601 UTC timestamp with milliseconds, as `Date#toISOString` writes it. */
-
 const checkpointColumns = `c.id, c.seq, c.run_id, c.step_number, c.status::text AS status, c.expert_id, c.expert_key,
   c.action::text AS action, c.skill_name, c.tool_name, c.delegate_to::text AS delegate_to, c.delegated_by::text AS delegated_by,
   c.message_runs::text AS message_runs, c.input_messages::text AS input_messages, c.new_messages::text AS new_messages,
