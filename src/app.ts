@@ -24,26 +24,48 @@ import { expertJobsRoutes } from "./modules/expert-jobs/expert-jobs.routes.ts";
 import { healthRoutes } from "./modules/health/health.routes.ts";
 import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
 
-/** The limits of RATE_LIMIT_PER_MINUTE and MAX_STREAMS_PER_KEY reach the app as `BuildAppOptions` (see `appLimits`). */
-export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | "rateLimitPerMinute" | "maxStreamsPerKey"> & { secretsKey: Buffer };
+type LimitSettings =
+  "rateLimitPerMinute" | "maxStreamsPerKey" | "sseStallTimeoutMs" | "sseMaxLagEvents" | "sseBatchBytes" | "sseCacheBytes";
+
+/** The limits the environment sets (RATE_LIMIT_PER_MINUTE, MAX_STREAMS_PER_KEY, SSE_*) reach the app as `BuildAppOptions` (see `appLimits`). */
+export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | LimitSettings> & { secretsKey: Buffer };
 
 /** The protection limits the environment sets, as app options. */
-export function appLimits(
-  config: Pick<Config, "rateLimitPerMinute" | "maxStreamsPerKey">,
-): Pick<BuildAppOptions, "rateLimit" | "maxStreamsPerKey"> {
+export function appLimits(config: Pick<Config, LimitSettings>): Pick<BuildAppOptions, "rateLimit" | "maxStreamsPerKey" | "streamDelivery"> {
   return {
     rateLimit: config.rateLimitPerMinute === 0 ? false : { max: config.rateLimitPerMinute, timeWindowMs: 60_000 },
     maxStreamsPerKey: config.maxStreamsPerKey,
+    streamDelivery: {
+      stallTimeoutMs: config.sseStallTimeoutMs,
+      maxLagEvents: config.sseMaxLagEvents,
+      batchBytes: config.sseBatchBytes,
+      cacheBytes: config.sseCacheBytes,
+    },
   };
 }
+
+/** How streams are fed and when a client is cut off (SSE_STALL_TIMEOUT_MS, SSE_MAX_LAG_EVENTS, SSE_BATCH_BYTES, SSE_CACHE_BYTES). */
+export interface StreamDelivery {
+  stallTimeoutMs: number;
+  maxLagEvents: number;
+  batchBytes: number;
+  cacheBytes: number;
+}
+
+export const streamDeliveryDefaults: StreamDelivery = {
+  stallTimeoutMs: 30_000,
+  maxLagEvents: 1_000,
+  batchBytes: 4 * 1024 * 1024,
+  cacheBytes: 32 * 1024 * 1024,
+};
 
 export interface BuildAppOptions {
   /** Pino options or a ready logger; false silences it (tests). */
   logger?: FastifyServerOptions["logger"];
   loggerInstance?: FastifyServerOptions["loggerInstance"];
   notifications?: NotificationsOptions;
-  /** Unsent bytes a stream client may queue before it is disconnected (default 8 MiB). */
-  streamMaxBufferedBytes?: number;
+  /** Stream delivery limits (defaults: `streamDeliveryDefaults`). */
+  streamDelivery?: Partial<StreamDelivery>;
   /** How often the job sweeper takes back expired leases and expires paused jobs (default 5 s). */
   sweepIntervalMs?: number;
   /** Requests per API key and window (default 1200 per minute); false turns the limit off. */
@@ -183,7 +205,8 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   await app.register(notificationsPlugin, options.notifications ?? {});
   await app.register(streamHubPlugin, {
     heartbeatMs: config.sseHeartbeatMs,
-    maxBufferedBytes: options.streamMaxBufferedBytes ?? 8 * 1024 * 1024,
+    ...streamDeliveryDefaults,
+    ...options.streamDelivery,
     batchSize: 50,
     maxStreamsPerKey: options.maxStreamsPerKey ?? 100,
     readRetryWindowMs: options.streamReadRetryWindowMs ?? 30_000,

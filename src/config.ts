@@ -19,6 +19,10 @@ export const EnvSchema = Type.Object({
     { default: "info" },
   ),
   SSE_HEARTBEAT_MS: IntegerString(15_000, 10),
+  SSE_STALL_TIMEOUT_MS: IntegerString(30_000, 100),
+  SSE_MAX_LAG_EVENTS: IntegerString(1_000, 0),
+  SSE_BATCH_BYTES: IntegerString(4 * 1024 * 1024, 64 * 1024),
+  SSE_CACHE_BYTES: IntegerString(32 * 1024 * 1024, 0),
   CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
   RATE_LIMIT_PER_MINUTE: IntegerString(1200, 0),
   MAX_STREAMS_PER_KEY: IntegerString(100, 1),
@@ -42,6 +46,14 @@ export interface Config {
   secretsKey?: Buffer;
   logLevel: string;
   sseHeartbeatMs: number;
+  /** A stream whose socket takes nothing for this long while data waits is cut off. */
+  sseStallTimeoutMs: number;
+  /** A stream more than this many events behind the newest (posted since it connected) is cut off; 0: never. */
+  sseMaxLagEvents: number;
+  /** Bytes of checkpoints per stream read from the database. */
+  sseBatchBytes: number;
+  /** Bytes of event frames each job's feed keeps for streams behind the others. */
+  sseCacheBytes: number;
   /** Browser origins allowed by CORS (`*`: any); unset: no CORS headers at all. */
   corsOrigins?: string[];
   /** Requests per API key, instance and minute; 0 turns the limit off. */
@@ -80,6 +92,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     secretsKey,
     logLevel: values.LOG_LEVEL,
     sseHeartbeatMs: values.SSE_HEARTBEAT_MS,
+    sseStallTimeoutMs: values.SSE_STALL_TIMEOUT_MS,
+    sseMaxLagEvents: values.SSE_MAX_LAG_EVENTS,
+    sseBatchBytes: values.SSE_BATCH_BYTES,
+    sseCacheBytes: values.SSE_CACHE_BYTES,
     corsOrigins: values.CORS_ORIGINS?.split(",")
       .map((origin) => origin.trim())
       .filter(Boolean),

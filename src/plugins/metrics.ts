@@ -69,6 +69,32 @@ export const metricsPlugin = fp(
         this.inc(app.streamHub.eventsSent);
       },
     });
+    new Gauge({
+      name: "expert_jobs_stream_held_bytes",
+      help: "Bytes the open streams hold in memory: event frames cached or being written, and message texts.",
+      registers,
+      collect() {
+        this.set(app.streamHub.heldBytes);
+      },
+    });
+    new Counter({
+      name: "expert_jobs_stream_reads_total",
+      help: "Database reads of stream feeds by this instance (each serves every stream of its job that needs it).",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(app.streamHub.feedReads);
+      },
+    });
+    new Counter({
+      name: "expert_jobs_stream_frame_bytes_total",
+      help: "Bytes of event frames built from those reads; compare with what the streams were sent to see how much they shared.",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(app.streamHub.framesBuiltBytes);
+      },
+    });
     const notificationLag = new Histogram({
       name: "expert_jobs_notification_lag_seconds",
       help: "From a NOTIFY reaching this instance to the stream read it triggers starting (waits while a read of the same job runs).",
@@ -79,6 +105,13 @@ export const metricsPlugin = fp(
       name: "expert_jobs_stream_read_duration_seconds",
       help: "One stream feed read: the job row, new checkpoints from the database, serialising and writing them.",
       buckets: LATENCY_BUCKETS,
+      registers,
+    });
+
+    const cutOffs = new Counter({
+      name: "expert_jobs_stream_cutoffs_total",
+      help: "Stream clients cut off by this instance: stalled (the socket took nothing for SSE_STALL_TIMEOUT_MS) or lagging (more than SSE_MAX_LAG_EVENTS behind).",
+      labelNames: ["reason"] as const,
       registers,
     });
 
@@ -149,6 +182,9 @@ export const metricsPlugin = fp(
         feedRead(lagMs, durationMs) {
           if (lagMs !== undefined) notificationLag.observe(lagMs / 1000);
           readDuration.observe(durationMs / 1000);
+        },
+        cutOff(reason) {
+          cutOffs.inc({ reason });
         },
       },
     } satisfies Metrics);

@@ -32,10 +32,19 @@ export async function openSse(url: string, headers: Record<string, string> = {})
   const pump = async () => {
     if (!response.body) return;
     const decoder = new TextDecoder();
-    let buffer = "";
+    // Text since the last complete event, in pieces: a many-megabyte event arrives in hundreds of chunks,
+    // and joining only once its blank line arrived keeps reading it linear.
+    let pieces: string[] = [];
+    let lastChar = "";
     try {
       for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
+        const text = decoder.decode(chunk, { stream: true });
+        if (text === "") continue;
+        const ends = (lastChar + text).includes("\n\n");
+        pieces.push(text);
+        lastChar = text.at(-1)!;
+        if (!ends) continue;
+        let buffer = pieces.join("");
         let boundary: number;
         while ((boundary = buffer.indexOf("\n\n")) !== -1) {
           const block = buffer.slice(0, boundary);
@@ -54,6 +63,8 @@ export async function openSse(url: string, headers: Record<string, string> = {})
           if (isEvent) events.push(event);
           notify();
         }
+        pieces = buffer === "" ? [] : [buffer];
+        lastChar = buffer.at(-1) ?? "";
       }
     } catch {
       // aborted or connection reset

@@ -1,7 +1,7 @@
 import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { appLimits, serverTimeouts } from "../../src/app.ts";
+import { appLimits, serverTimeouts, streamDeliveryDefaults } from "../../src/app.ts";
 import { ConfigError, loadConfig } from "../../src/config.ts";
 import { MAX_CLAIM_WAIT_MS } from "../../src/modules/runtime/runtime.schemas.ts";
 import { startTestApp, type TestApp } from "../helpers/app.ts";
@@ -85,10 +85,30 @@ describe("body size limit (BODY_LIMIT_BYTES)", () => {
 
 describe("limits from the environment", () => {
   it("defaults to 1,200 requests a minute and 100 streams per key; RATE_LIMIT_PER_MINUTE=0 turns the rate limit off", () => {
-    expect(appLimits(loadConfig({}))).toEqual({ rateLimit: { max: 1200, timeWindowMs: 60_000 }, maxStreamsPerKey: 100 });
-    expect(appLimits(loadConfig({ RATE_LIMIT_PER_MINUTE: "0", MAX_STREAMS_PER_KEY: "7" }))).toEqual({
+    expect(appLimits(loadConfig({}))).toEqual({
+      rateLimit: { max: 1200, timeWindowMs: 60_000 },
+      maxStreamsPerKey: 100,
+      streamDelivery: streamDeliveryDefaults,
+    });
+    expect(appLimits(loadConfig({ RATE_LIMIT_PER_MINUTE: "0", MAX_STREAMS_PER_KEY: "7" }))).toMatchObject({
       rateLimit: false,
       maxStreamsPerKey: 7,
+    });
+  });
+
+  it("takes the stream delivery settings: SSE_STALL_TIMEOUT_MS, SSE_MAX_LAG_EVENTS (0: off), SSE_BATCH_BYTES, SSE_CACHE_BYTES", () => {
+    expect(streamDeliveryDefaults).toEqual({
+      stallTimeoutMs: 30_000,
+      maxLagEvents: 1_000,
+      batchBytes: 4 * 1024 * 1024,
+      cacheBytes: 32 * 1024 * 1024,
+    });
+    const env = { SSE_STALL_TIMEOUT_MS: "5000", SSE_MAX_LAG_EVENTS: "0", SSE_BATCH_BYTES: "1048576", SSE_CACHE_BYTES: "0" };
+    expect(appLimits(loadConfig(env)).streamDelivery).toEqual({
+      stallTimeoutMs: 5_000,
+      maxLagEvents: 0,
+      batchBytes: 1_048_576,
+      cacheBytes: 0,
     });
   });
 
@@ -96,6 +116,10 @@ describe("limits from the environment", () => {
     expect(() => loadConfig({ RATE_LIMIT_PER_MINUTE: "-1" })).toThrow(ConfigError);
     expect(() => loadConfig({ RATE_LIMIT_PER_MINUTE: "lots" })).toThrow(ConfigError);
     expect(() => loadConfig({ MAX_STREAMS_PER_KEY: "0" })).toThrow(/MAX_STREAMS_PER_KEY/);
+    expect(() => loadConfig({ SSE_STALL_TIMEOUT_MS: "50" })).toThrow(/SSE_STALL_TIMEOUT_MS/);
+    expect(() => loadConfig({ SSE_MAX_LAG_EVENTS: "-1" })).toThrow(/SSE_MAX_LAG_EVENTS/);
+    expect(() => loadConfig({ SSE_BATCH_BYTES: "1000" })).toThrow(/SSE_BATCH_BYTES/);
+    expect(() => loadConfig({ SSE_CACHE_BYTES: "lots" })).toThrow(/SSE_CACHE_BYTES/);
   });
 });
 

@@ -33,14 +33,16 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-type Query = Record<string, string | number | boolean | undefined>;
+type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
 
 const STUDIO = "/api/studio/v1";
 const jobPath = (expertJobId: string) => `${STUDIO}/expert_jobs/${encodeURIComponent(expertJobId)}`;
 
 function withQuery(path: string, query: Query = {}): string {
   const params = new URLSearchParams();
-  for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, String(value));
+  for (const [name, value] of Object.entries(query)) {
+    if (value !== undefined) params.set(name, Array.isArray(value) ? value.join(",") : String(value));
+  }
   const search = params.toString();
   return search ? `${path}?${search}` : path;
 }

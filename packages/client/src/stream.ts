@@ -1,6 +1,6 @@
 import { ExpertJobsApiError, ExpertJobsStreamError, errorFromResponse } from "./errors.ts";
 import { parseEventStream } from "./sse.ts";
-import type { Checkpoint, ExpertJobStatus, StreamEvent } from "./types.ts";
+import type { Checkpoint, Exclude, ExpertJobStatus, StreamEvent } from "./types.ts";
 
 export interface RetryOptions {
   /** First reconnect delay; it doubles per failed attempt up to `maxDelayMs`, with jitter (default 500). */
@@ -16,8 +16,11 @@ export interface StreamOptions {
   signal?: AbortSignal;
   /** Start after this event id (a checkpoint's sequence number), e.g. the last one a previous stream delivered. */
   after?: number;
-  /** `"messages"` leaves out `messages` and `inputMessages` (they carry the whole conversation). */
-  exclude?: "messages";
+  /**
+   * Heavy parts to leave out of every checkpoint: `"messages"` (and `inputMessages`: the whole conversation),
+   * `"newMessages"`, `"toolCall"`, `"toolResult"`, `"actionContent"` — one name or several.
+   */
+  exclude?: Exclude;
   retry?: RetryOptions;
   /** Called before each reconnect with the failure that caused it. */
   onReconnect?: (info: { attempt: number; delayMs: number; error: unknown }) => void;
@@ -54,7 +57,8 @@ export async function* streamCheckpoints(
   options: StreamOptions = {},
 ): AsyncGenerator<StreamEvent, void, undefined> {
   const { initialDelayMs = 500, maxDelayMs = 10_000, maxRetries = Infinity } = options.retry ?? {};
-  const query = options.exclude ? `?exclude=${options.exclude}` : "";
+  const exclude = typeof options.exclude === "string" ? [options.exclude] : (options.exclude ?? []);
+  const query = exclude.length > 0 ? `?exclude=${exclude.join(",")}` : "";
   const path = `/api/studio/v1/expert_jobs/${encodeURIComponent(expertJobId)}/checkpoints/stream${query}`;
   let lastEventId = options.after;
   let failures = 0;

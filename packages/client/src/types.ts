@@ -12,6 +12,7 @@ import type {
 } from "../../../src/modules/expert-jobs/expert-jobs.schemas.ts";
 import type {
   CheckpointSchema,
+  Exclusion,
   GetCheckpointQuerySchema,
   ListCheckpointsQuerySchema,
   PostCheckpointBodySchema,
@@ -31,8 +32,14 @@ export type ResumeExpertJobBody = Static<typeof ResumeExpertJobBodySchema>;
 export type PostCheckpointBody = Static<typeof PostCheckpointBodySchema>;
 // Fields with a server-side default are optional for the caller.
 export type ListExpertJobsQuery = Partial<Static<typeof ListExpertJobsQuerySchema>>;
-export type ListCheckpointsQuery = Partial<Static<typeof ListCheckpointsQuerySchema>>;
-export type GetCheckpointQuery = Static<typeof GetCheckpointQuerySchema>;
+export type ListCheckpointsQuery = Partial<Omit<Static<typeof ListCheckpointsQuerySchema>, "exclude">> & { exclude?: Exclude };
+export type GetCheckpointQuery = Omit<Static<typeof GetCheckpointQuerySchema>, "exclude"> & { exclude?: Exclude };
+export type { Exclusion };
+/**
+ * Heavy parts of checkpoints to leave out: `messages` (and `inputMessages`), `newMessages`, `toolCall`,
+ * `toolResult`, `actionContent` (the action's large fields). One name, or several.
+ */
+export type Exclude = Exclusion | readonly Exclusion[];
 export type ClaimBody = Partial<Static<typeof ClaimBodySchema>>;
 
 export type ErrorBody = Static<(typeof ErrorResponses)[keyof typeof ErrorResponses]>;

@@ -22,7 +22,7 @@ export const CheckpointActionSchema = Type.Union([
   actionVariant("init", {}),
   actionVariant("retry", { error: Type.String(), message: Type.String() }),
   actionVariant("error", { error: Type.String() }),
-  actionVariant("attemptCompletion", { result: Type.String() }),
+  actionVariant("attemptCompletion", { result: Type.Optional(Type.String({ description: "Left out with exclude=actionContent" })) }),
   actionVariant("think", { thought: Type.String() }),
   actionVariant("todo", {
     newTodos: UnknownArray,
@@ -79,12 +79,29 @@ export const CheckpointActionSchema = Type.Union([
   actionVariant("generalTool", {
     skillName: Type.String(),
     toolName: Type.String(),
-    args: LooseObject,
-    result: UnknownArray,
+    args: Type.Optional(Type.Object({}, { additionalProperties: true, description: "Left out with exclude=actionContent" })),
+    result: Type.Optional(Type.Array(Type.Unknown(), { description: "Left out with exclude=actionContent" })),
   }),
 ]);
 
 export type CheckpointAction = Static<typeof CheckpointActionSchema>;
+
+/**
+ * The action fields that carry a file, a tool's output or a final answer (`exclude=actionContent`). An
+ * interactive tool's `args` are its question to the user, which a view of the job needs, so they stay.
+ */
+export const ACTION_CONTENT_FIELDS = ["content", "text", "newText", "oldText", "result", "results", "items", "args"] as const;
+
+/** The SQL twin of `withoutActionContent`, on the `jsonb` column. */
+export const actionWithoutContentSql = (column: string) =>
+  `CASE WHEN ${column}->>'type' = 'interactiveTool' THEN ${column} ELSE ${column} - '{${ACTION_CONTENT_FIELDS.join(",")}}'::text[] END`;
+
+export function withoutActionContent(action: CheckpointAction): CheckpointAction {
+  if (action.type === "interactiveTool") return action;
+  const light: Record<string, unknown> = { ...action };
+  for (const field of ACTION_CONTENT_FIELDS) delete light[field];
+  return light as CheckpointAction;
+}
 export type CheckpointActionType = CheckpointAction["type"];
 
 export type ActionToolCall = {

@@ -6,7 +6,7 @@ import { RequestValidationError } from "../../errors.ts";
 import { errorResponses } from "../../schemas/common.ts";
 import { streamExample } from "../../schemas/examples.ts";
 import { ExpertJobParamsSchema } from "../expert-jobs/expert-jobs.schemas.ts";
-import { ExcludeSchema } from "./checkpoints.schemas.ts";
+import { ExcludeSchema, parseExclude } from "./checkpoints.schemas.ts";
 
 const StreamQuerySchema = Type.Object({
   after: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647, description: "Start after this event id (like Last-Event-ID)" })),
@@ -15,6 +15,7 @@ const StreamQuerySchema = Type.Object({
 });
 
 const EVENT_ID = /^\d{1,10}$/;
+const MAX_EVENT_ID = 2_147_483_647;
 
 export const TooManyStreamsError = createError<[number]>(
   "APP_TOO_MANY_STREAMS",
@@ -60,8 +61,13 @@ export const checkpointStreamRoutes: FastifyPluginAsyncTypebox = async (app) => 
     async (request, reply) => {
       const { expertJobId } = request.params;
       const lastEventId = request.headers["last-event-id"];
-      if (lastEventId !== undefined && !(typeof lastEventId === "string" && EVENT_ID.test(lastEventId))) {
-        throw new RequestValidationError([{ path: "/headers/last-event-id", message: "must be a non-negative integer event id" }]);
+      if (
+        lastEventId !== undefined &&
+        !(typeof lastEventId === "string" && EVENT_ID.test(lastEventId) && Number(lastEventId) <= MAX_EVENT_ID)
+      ) {
+        throw new RequestValidationError([
+          { path: "/headers/last-event-id", message: `must be a non-negative integer event id of at most ${MAX_EVENT_ID}` },
+        ]);
       }
       await app.expertJobs.findRow(request.principal, expertJobId);
       const afterSeq = lastEventId !== undefined ? Number(lastEventId) : (request.query.after ?? 0);
@@ -82,14 +88,13 @@ export const checkpointStreamRoutes: FastifyPluginAsyncTypebox = async (app) => 
         connection: "keep-alive",
         "x-request-id": request.id,
       });
+      // HEAD: the headers a GET would answer, and no subscription.
+      if (request.raw.method === "HEAD") {
+        reply.raw.end();
+        return;
+      }
       reply.raw.flushHeaders();
-      app.streamHub.subscribe({
-        expertJobId,
-        afterSeq,
-        excludeMessages: request.query.exclude === "messages",
-        response: reply.raw,
-        apiKeyId,
-      });
+      app.streamHub.subscribe({ expertJobId, afterSeq, exclude: parseExclude(request.query.exclude), response: reply.raw, apiKeyId });
     },
   );
 };

@@ -12,6 +12,7 @@ import {
   GetCheckpointQuerySchema,
   ListCheckpointsQuerySchema,
   PostCheckpointBodySchema,
+  parseExclude,
 } from "./checkpoints.schemas.ts";
 
 /**
@@ -53,8 +54,8 @@ export const checkpointsRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { expertJobId, checkpointId } = request.params;
-      const excludeMessages = request.query.exclude === "messages";
-      const checkpoint = await app.checkpoints.get(request.principal, expertJobId, checkpointId, { excludeMessages });
+      const exclude = parseExclude(request.query.exclude);
+      const checkpoint = await app.checkpoints.get(request.principal, expertJobId, checkpointId, { exclude });
       return sendJsonText(reply, checkpointJson.envelope(checkpoint));
     },
   );

@@ -103,7 +103,7 @@ export const CheckpointSchema = Type.Object({
   delegatedBy: Type.Optional(Type.Object({ ...DelegationSchema, checkpointId: Type.String() })),
   inputMessages: Type.Optional(Messages),
   messages: Type.Optional(Type.Array(Type.Unknown(), { description: "The whole conversation; left out with exclude=messages" })),
-  newMessages: Messages,
+  newMessages: Type.Optional(Type.Array(Type.Unknown(), { description: "The step's new messages; left out with exclude=newMessages" })),
   toolCall: Type.Optional(ToolCallSchema),
   toolResult: Type.Optional(ToolResultSchema),
   usage: UsageSchema,
@@ -121,11 +121,30 @@ export const CheckpointEnvelopeSchema = Type.Object(
 
 export const CheckpointParamsSchema = Type.Object({ expertJobId: IdSchema, checkpointId: IdSchema });
 
+/**
+ * The heavy parts of a checkpoint a read may leave out. A long job carries its whole conversation in every
+ * checkpoint, and a step that reads a file carries the file in its new messages, its tool result and its
+ * action: a timeline needs none of them.
+ */
+export const exclusions = ["messages", "newMessages", "toolCall", "toolResult", "actionContent"] as const;
+export type Exclusion = (typeof exclusions)[number];
+
 export const ExcludeSchema = Type.Optional(
-  Type.Literal("messages", {
-    description: "`messages` leaves out `messages` and `inputMessages` (long jobs carry the whole conversation in every checkpoint)",
+  Type.String({
+    pattern: `^(${exclusions.join("|")})(,(${exclusions.join("|")}))*$`,
+    description:
+      "Parts to leave out, comma-separated: `messages` (`messages` and `inputMessages`: the whole " +
+      "conversation), `newMessages`, `toolCall`, `toolResult`, `actionContent` (the action's large fields: `content`, `text`, " +
+      "`newText`, `oldText`, `result`, `results`, `items`, and `args` except an interactive tool's question). Without it, " +
+      "checkpoints are answered whole.",
+    examples: ["messages", "messages,newMessages,toolCall,toolResult,actionContent"],
   }),
 );
+
+/** The exclusions a query asked for (the schema has checked every name). */
+export function parseExclude(value: string | undefined): ReadonlySet<Exclusion> {
+  return new Set(value === undefined ? [] : (value.split(",") as Exclusion[]));
+}
 
 export const GetCheckpointQuerySchema = Type.Object({ exclude: ExcludeSchema });
 

@@ -9,10 +9,17 @@ import type { ExpertDigest, Usage } from "../../schemas/common.ts";
 import { toExpertDigest, type ExpertsService } from "../experts/experts.service.ts";
 import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
 import { acceptsCheckpoints, jobStatusAfterCheckpoint, pausedStatuses, runningStatuses } from "../expert-jobs/job-state.ts";
-import { deriveCheckpointAction, type CheckpointAction } from "./checkpoint-action.ts";
-import type { Checkpoint, ListCheckpointsQuery, PostCheckpointBody } from "./checkpoints.schemas.ts";
+import { deriveCheckpointAction, withoutActionContent, type CheckpointAction } from "./checkpoint-action.ts";
+import {
+  parseExclude,
+  type Checkpoint,
+  type Exclusion,
+  type ListCheckpointsQuery,
+  type PostCheckpointBody,
+} from "./checkpoints.schemas.ts";
 import {
   countMatching,
+  readCheckpoint,
   readFeed,
   readMessageTexts,
   readPage,
@@ -20,6 +27,7 @@ import {
   readPostContext,
   storeCheckpoint,
   type CheckpointRecord,
+  type FeedQuery,
   type NewCheckpoint,
 } from "./checkpoints.sql.ts";
 import { assignOrdinals, conversationJson, hashMessages, mergeRuns, type MessageRuns } from "./message-store.ts";
@@ -33,8 +41,11 @@ interface StoredDelegation {
 }
 
 export interface ReadOptions {
-  excludeMessages?: boolean;
+  /** Parts to leave out (`exclude`); none by default. */
+  exclude?: ReadonlySet<Exclusion>;
 }
+
+const NOTHING_EXCLUDED: ReadonlySet<Exclusion> = new Set();
 
 const CHECKPOINT_ID_CONFLICT = "A checkpoint with this id already exists with different content";
 
@@ -60,7 +71,7 @@ export class CheckpointsService {
 
   async get(principal: Principal, expertJobId: string, checkpointId: string, options: ReadOptions = {}): Promise<CheckpointReply> {
     await this.#requireJob(principal, expertJobId);
-    const row = await this.prisma.checkpoint.findUnique({ where: { expertJobId_id: { expertJobId, id: checkpointId } } });
+    const row = await readCheckpoint(this.sql, expertJobId, checkpointId, options.exclude ?? NOTHING_EXCLUDED);
     if (!row) throw new NotFoundError(reasons.checkpointNotFound);
     const [reply] = await this.toReplies(expertJobId, [row], options);
     return reply!;
@@ -73,27 +84,28 @@ export class CheckpointsService {
   ): Promise<{ checkpoints: CheckpointReply[]; total: number }> {
     const job = await this.#requireJob(principal, expertJobId);
     const pattern = query.filter === undefined ? undefined : `%${escapeLike(withoutNul(query.filter))}%`;
-    const page = { sort: query.sort, order: query.order, take: query.take, skip: query.skip, pattern, maxSeq: job.lastSeq };
+    const exclude = parseExclude(query.exclude);
+    const page = { sort: query.sort, order: query.order, take: query.take, skip: query.skip, pattern, maxSeq: job.lastSeq, exclude };
     const [rows, total] = await Promise.all([
       pattern === undefined ? readPageFromNearerEnd(this.sql, expertJobId, page, job.lastSeq) : readPage(this.sql, expertJobId, page),
       // Checkpoints are never deleted and each one takes the next `last_seq`: without a filter that is the count.
       pattern === undefined ? job.lastSeq : countMatching(this.sql, expertJobId, pattern, job.lastSeq),
     ]);
-    return { checkpoints: await this.toReplies(expertJobId, rows, { excludeMessages: query.exclude === "messages" }), total };
+    return { checkpoints: await this.toReplies(expertJobId, rows, { exclude }), total };
   }
 
   /**
-   * The stream's read: the job's status and last sequence number and, consistent with them, up to `limit`
-   * checkpoints after `afterSeq`, without `messages`; unless `excludeMessages`, each event carries its
-   * conversation as JSON text instead (`messagesJson`), ready to be written as it is. Undefined when the job is gone.
+   * The stream's read: the job's status and last sequence number and, consistent with them, the next
+   * checkpoints after `query.afterSeq` (bounded by count and bytes), read with the parts every variant
+   * leaves out left out, and the texts of their messages after `query.messagesAfter`. Each event builds
+   * the reply of any variant that excludes at least that much, from message texts the caller holds.
+   * Undefined when the job is gone.
    */
   async readFeed(
     expertJobId: string,
-    afterSeq: number,
-    limit: number,
-    options: ReadOptions = {},
-  ): Promise<{ status: ExpertJobStatus; lastSeq: number; events: FeedEvent[] } | undefined> {
-    const feed = await readFeed(this.sql, expertJobId, afterSeq, limit, !options.excludeMessages);
+    query: FeedQuery,
+  ): Promise<{ status: ExpertJobStatus; lastSeq: number; events: FeedEvent[]; messages: Array<[number, string]> } | undefined> {
+    const feed = await readFeed(this.sql, expertJobId, query);
     if (!feed) return undefined;
     const digests = new Map(feed.experts.map((expert) => [expert.id, toExpertDigest(expert)]));
     const missing = feed.rows.flatMap(expertIdsOf).filter((id) => !digests.has(id));
@@ -102,26 +114,34 @@ export class CheckpointsService {
     return {
       status: feed.status,
       lastSeq: feed.lastSeq,
+      messages: feed.messages,
       events: feed.rows.map((row) => ({
         seq: row.seq,
-        checkpoint: buildCheckpoint(expertJobId, row, digests, { excludeMessages: options.excludeMessages }),
-        ...(row.messagesJson !== undefined && { messagesJson: row.messagesJson }),
+        messageRuns: row.messageRuns as MessageRuns,
+        build: (exclude, texts) => {
+          const checkpoint = buildCheckpoint(expertJobId, row, digests, exclude);
+          return exclude.has("messages")
+            ? { checkpoint }
+            : { checkpoint, messagesJson: conversationJson(row.messageRuns as MessageRuns, texts) };
+        },
       })),
     };
   }
 
-  /** Checkpoints of a job after a sequence number, in order. */
-  async listAfter(
-    expertJobId: string,
-    afterSeq: number,
-    limit: number,
-    options: ReadOptions = {},
-  ): Promise<Array<{ seq: number; checkpoint: Checkpoint }>> {
-    const events = (await this.readFeed(expertJobId, afterSeq, limit, options))?.events ?? [];
-    return events.map(({ seq, checkpoint, messagesJson }) => ({
-      seq,
-      checkpoint: messagesJson === undefined ? checkpoint : withMessages(checkpoint, JSON.parse(messagesJson)),
-    }));
+  /** The stored texts of a job's messages in the given ordinal runs. */
+  messageTexts(expertJobId: string, runs: MessageRuns): Promise<Map<number, string>> {
+    return readMessageTexts(this.sql, expertJobId, runs);
+  }
+
+  /** Checkpoints of a job after a sequence number, in order, whole. */
+  async listAfter(expertJobId: string, afterSeq: number, limit: number): Promise<Array<{ seq: number; checkpoint: Checkpoint }>> {
+    const query = { afterSeq, limit, maxBytes: Number.MAX_SAFE_INTEGER, exclude: NOTHING_EXCLUDED, messagesAfter: 0 };
+    const feed = await this.readFeed(expertJobId, query);
+    const texts = new Map(feed?.messages ?? []);
+    return (feed?.events ?? []).map(({ seq, build }) => {
+      const { checkpoint, messagesJson } = build(NOTHING_EXCLUDED, texts);
+      return { seq, checkpoint: withMessages(checkpoint, JSON.parse(messagesJson!)) };
+    });
   }
 
   /**
@@ -209,7 +229,14 @@ export class CheckpointsService {
       startedAt,
       finishedAt,
       contentHash,
+      // Each message's text plus its comma, and the brackets: the conversation as a JSON array.
+      messagesBytes: hashed.texts.reduce((bytes, text) => bytes + Buffer.byteLength(text) + 1, 1),
+      detailBytes: 0,
     };
+    columns.detailBytes = [columns.action, columns.inputMessages, columns.newMessages, columns.toolCall, columns.toolResult].reduce(
+      (bytes, text) => bytes + (text === null ? 0 : Buffer.byteLength(text)),
+      0,
+    );
 
     for (;;) {
       if (!acceptsCheckpoints.has(context.status)) throw new ConflictError(closedJobReason(context.status));
@@ -247,7 +274,10 @@ export class CheckpointsService {
           toolCall: (step.toolCall ?? null) as CheckpointRecord["toolCall"],
           toolResult: (step.toolResult ?? null) as CheckpointRecord["toolResult"],
         };
-        return { checkpoint: buildCheckpoint(expertJobId, checkpointRow, digests, {}), messagesJson: `[${hashed.texts.join(",")}]` };
+        return {
+          checkpoint: buildCheckpoint(expertJobId, checkpointRow, digests, NOTHING_EXCLUDED),
+          messagesJson: `[${hashed.texts.join(",")}]`,
+        };
       }
       // Another post, a cancel or a status report changed the job since it was read: read it again. Each
       // retry follows a change that did commit, so posts to one job always make progress.
@@ -284,16 +314,17 @@ export class CheckpointsService {
    * together. The conversations stay JSON text, to be spliced into the answer (checkpoint-json.ts).
    */
   async toReplies(expertJobId: string, rows: CheckpointRecord[], options: ReadOptions): Promise<CheckpointReply[]> {
+    const exclude = options.exclude ?? NOTHING_EXCLUDED;
     const expertIds = [...new Set(rows.flatMap(expertIdsOf))];
     const [digests, texts] = await Promise.all([
       this.experts.digestsById(expertIds),
-      !options.excludeMessages
+      !exclude.has("messages")
         ? readMessageTexts(this.sql, expertJobId, mergeRuns(rows.flatMap((row) => row.messageRuns as MessageRuns)))
         : new Map<number, string>(),
     ]);
     return rows.map((row) => {
-      const checkpoint = buildCheckpoint(expertJobId, row, digests, options);
-      if (options.excludeMessages) return { checkpoint };
+      const checkpoint = buildCheckpoint(expertJobId, row, digests, exclude);
+      if (exclude.has("messages")) return { checkpoint };
       return { checkpoint, messagesJson: conversationJson(row.messageRuns as MessageRuns, texts) };
     });
   }
@@ -308,10 +339,13 @@ export interface CheckpointReply {
 
 export interface FeedEvent {
   seq: number;
-  /** Without `messages`. */
-  checkpoint: Checkpoint;
-  /** The conversation as a JSON array text, unless messages were excluded. */
-  messagesJson?: string;
+  /** The conversation's messages, as ordinal runs. */
+  messageRuns: MessageRuns;
+  /**
+   * The event's reply without these parts; `exclude` must include every part the read left out, and
+   * unless it excludes messages, `texts` must hold every message of `messageRuns`.
+   */
+  build(exclude: ReadonlySet<Exclusion>, texts: ReadonlyMap<number, string>): CheckpointReply;
 }
 
 const delegationsOf = (row: CheckpointRecord) =>
@@ -319,15 +353,21 @@ const delegationsOf = (row: CheckpointRecord) =>
 
 const expertIdsOf = (row: CheckpointRecord) => [row.expertId, ...delegationsOf(row).map((delegation) => delegation.expertId)];
 
-/** An API checkpoint without `messages` (and without `inputMessages` too with `excludeMessages`). */
-function buildCheckpoint(expertJobId: string, row: CheckpointRecord, digests: Map<string, ExpertDigest>, options: ReadOptions): Checkpoint {
+/** An API checkpoint without `messages`, and without the parts excluded. */
+function buildCheckpoint(
+  expertJobId: string,
+  row: CheckpointRecord,
+  digests: Map<string, ExpertDigest>,
+  exclude: ReadonlySet<Exclusion>,
+): Checkpoint {
   const delegateTo = row.delegateTo as unknown as StoredDelegation | null;
   const delegatedBy = row.delegatedBy as unknown as StoredDelegation | null;
   const digestOf = (id: string) => digests.get(id)!;
+  const action = row.action as CheckpointAction;
   return {
     type: "checkpoint",
     id: row.id,
-    action: row.action as CheckpointAction,
+    action: exclude.has("actionContent") ? withoutActionContent(action) : action,
     runId: row.runId,
     expertJobId,
     stepNumber: row.stepNumber,
@@ -346,10 +386,10 @@ function buildCheckpoint(expertJobId: string, row: CheckpointRecord, digests: Ma
         checkpointId: delegatedBy.checkpointId!,
       },
     }),
-    ...(!options.excludeMessages && row.inputMessages !== null && { inputMessages: row.inputMessages as unknown[] }),
-    newMessages: row.newMessages as unknown[],
-    ...(row.toolCall !== null && { toolCall: row.toolCall as Checkpoint["toolCall"] }),
-    ...(row.toolResult !== null && { toolResult: row.toolResult as Checkpoint["toolResult"] }),
+    ...(!exclude.has("messages") && row.inputMessages !== null && { inputMessages: row.inputMessages as unknown[] }),
+    ...(!exclude.has("newMessages") && row.newMessages !== null && { newMessages: row.newMessages as unknown[] }),
+    ...(!exclude.has("toolCall") && row.toolCall !== null && { toolCall: row.toolCall as Checkpoint["toolCall"] }),
+    ...(!exclude.has("toolResult") && row.toolResult !== null && { toolResult: row.toolResult as Checkpoint["toolResult"] }),
     usage: row.usage as Usage,
     contextWindow: row.contextWindow,
     contextWindowUsage: row.contextWindowUsage,

@@ -4,6 +4,8 @@ import { iso, type Sql } from "../../db/sql.ts";
 import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
 import type { CheckpointStatus } from "../expert-jobs/job-state.ts";
 import { expertJson, parseExperts, type ExpertRecord } from "../experts/experts.sql.ts";
+import { actionWithoutContentSql } from "./checkpoint-action.ts";
+import { exclusions, type Exclusion } from "./checkpoints.schemas.ts";
 
 /*
  * The checkpoint paths that run most, as raw SQL (one function per statement), run as prepared statements
@@ -107,6 +109,9 @@ export interface NewCheckpoint {
   resumedFromCheckpointId: string | null;
   contentHash: string;
   createdAt: Date;
+  /** UTF-8 bytes of the conversation's JSON text, and of the other JSON columns: streams batch reads by them. */
+  messagesBytes: number;
+  detailBytes: number;
 }
 
 export interface JobUpdate {
@@ -164,10 +169,11 @@ export async function storeCheckpoint(
     ), created AS (
       INSERT INTO checkpoint (expert_job_id, id, seq, run_id, step_number, status, expert_id, expert_key, action, skill_name, tool_name,
         delegate_to, delegated_by, message_runs, input_messages, new_messages, tool_call, tool_result, usage, context_window,
-        context_window_usage, started_at, finished_at, resumed_from_checkpoint_id, content_hash, created_at, updated_at)
+        context_window_usage, started_at, finished_at, resumed_from_checkpoint_id, content_hash, created_at, updated_at,
+        messages_bytes, detail_bytes)
       SELECT $1, $2, $3, $4, $5, $6::checkpoint_status, $7, $8, $9::jsonb, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb,
         $15::json, $16::json, $17::json, $18::json, $19::jsonb, $20::float8, $21::float8, $22::timestamptz, $23::timestamptz, $24,
-        decode($25, 'hex'), $26::timestamptz, $26::timestamptz
+        decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $39::int, $40::int
       FROM updated
       RETURNING action::text, usage::text, delegate_to::text, delegated_by::text, message_runs::text
     )
@@ -214,6 +220,8 @@ export async function storeCheckpoint(
       checkpointPayload,
       channels.expertJobChanged,
       jobPayload,
+      c.messagesBytes,
+      c.detailBytes,
     ],
   );
   return stored;
@@ -221,11 +229,23 @@ export async function storeCheckpoint(
 
 // Reads.
 
-const checkpointColumns = `c.id, c.seq, c.run_id, c.step_number, c.status::text AS status, c.expert_id, c.expert_key,
-  c.action::text AS action, c.skill_name, c.tool_name, c.delegate_to::text AS delegate_to, c.delegated_by::text AS delegated_by,
-  c.message_runs::text AS message_runs, c.input_messages::text AS input_messages, c.new_messages::text AS new_messages,
-  c.tool_call::text AS tool_call, c.tool_result::text AS tool_result, c.usage::text AS usage, c.context_window,
+/**
+ * The checkpoint columns a read selects; an excluded part is not read at all (a step that read a file
+ * carries it in its new messages, tool result and action: a timeline of a long job would read megabytes).
+ */
+function checkpointColumns(exclude: ReadonlySet<Exclusion>): string {
+  const unless = (exclusion: Exclusion, expression: string) => (exclude.has(exclusion) ? "NULL" : expression);
+  const action = exclude.has("actionContent") ? actionWithoutContentSql("c.action") : "c.action";
+  return `c.id, c.seq, c.run_id, c.step_number, c.status::text AS status, c.expert_id, c.expert_key,
+  (${action})::text AS action, c.skill_name, c.tool_name, c.delegate_to::text AS delegate_to, c.delegated_by::text AS delegated_by,
+  c.message_runs::text AS message_runs, ${unless("messages", "c.input_messages::text")} AS input_messages,
+  ${unless("newMessages", "c.new_messages::text")} AS new_messages, ${unless("toolCall", "c.tool_call::text")} AS tool_call,
+  ${unless("toolResult", "c.tool_result::text")} AS tool_result, c.usage::text AS usage, c.context_window,
   c.context_window_usage, ${iso("c.started_at")} AS started_at, ${iso("c.finished_at")} AS finished_at`;
+}
+
+/** A name per set of exclusions, for prepared statements. */
+const exclusionKey = (exclude: ReadonlySet<Exclusion>) => exclusions.filter((exclusion) => exclude.has(exclusion)).join("_");
 
 interface RawCheckpoint {
   id: string;
@@ -242,7 +262,7 @@ interface RawCheckpoint {
   delegated_by: string | null;
   message_runs: string;
   input_messages: string | null;
-  new_messages: string;
+  new_messages: string | null;
   tool_call: string | null;
   tool_result: string | null;
   usage: string;
@@ -268,7 +288,8 @@ export interface CheckpointRecord {
   delegatedBy: Prisma.JsonValue | null;
   messageRuns: Prisma.JsonValue;
   inputMessages: Prisma.JsonValue | null;
-  newMessages: Prisma.JsonValue;
+  /** Null only when a read left it out. */
+  newMessages: Prisma.JsonValue | null;
   toolCall: Prisma.JsonValue | null;
   toolResult: Prisma.JsonValue | null;
   usage: Prisma.JsonValue;
@@ -296,7 +317,7 @@ function toRecord(raw: RawCheckpoint): CheckpointRecord {
     delegatedBy: parseOrNull(raw.delegated_by),
     messageRuns: JSON.parse(raw.message_runs),
     inputMessages: parseOrNull(raw.input_messages),
-    newMessages: JSON.parse(raw.new_messages),
+    newMessages: parseOrNull(raw.new_messages),
     toolCall: parseOrNull(raw.tool_call),
     toolResult: parseOrNull(raw.tool_result),
     usage: JSON.parse(raw.usage),
@@ -307,59 +328,79 @@ function toRecord(raw: RawCheckpoint): CheckpointRecord {
   };
 }
 
-export interface FeedRow extends CheckpointRecord {
-  /** The checkpoint's whole conversation as one JSON array text, built from the stored message texts. */
-  messagesJson?: string;
+export interface FeedQuery {
+  /** Checkpoints after this sequence number. */
+  afterSeq: number;
+  /** At most this many checkpoints… */
+  limit: number;
+  /** …and no more than this many bytes of them, as stored (at least one checkpoint, however large). */
+  maxBytes: number;
+  exclude: ReadonlySet<Exclusion>;
+  /**
+   * Unless messages are excluded: the texts of the job's messages after this ordinal that the checkpoints
+   * read refer to come along (the reader has the ones before it).
+   */
+  messagesAfter: number;
 }
 
 /**
- * Everything one stream wake-up needs, in one statement (one round trip, so one wait for Postgres when
- * the machine is busy): the job's status and last sequence number and, in the same snapshot, up to
- * `limit` checkpoints after `afterSeq`, the experts they name, and (`withMessages`) each one's
- * conversation as JSON text. Stored message texts are exactly what serialising the messages gives (they
- * were stored as `JSON.stringify` wrote them), so they go out without being parsed and serialised again.
- * The wake-up took 5 Prisma queries one after another; with 1 subscriber its p50 went from 7.7 ms to 4.3 ms.
+ * Everything one stream read needs, in one statement (one round trip, so one wait for Postgres when the
+ * machine is busy): the job's status and last sequence number and, in the same snapshot, the next
+ * checkpoints after `afterSeq` up to a count and a byte budget, the experts they name, and the texts of
+ * the messages they refer to that the reader does not have yet. The budget counts the sizes stored with
+ * each checkpoint, so a batch never builds more than about `maxBytes` of frames (or one checkpoint),
+ * however long the job's conversation has grown. The reader builds each conversation from the message
+ * texts, stored exactly as posted: a job of n steps streams O(n²) bytes of conversations but holds and
+ * reads O(n) bytes of messages (building them in the statement made a replay read each message n times).
  */
 export async function readFeed(
   sql: Sql,
   expertJobId: string,
-  afterSeq: number,
-  limit: number,
-  withMessages: boolean,
-): Promise<{ status: ExpertJobStatus; lastSeq: number; rows: FeedRow[]; experts: ExpertRecord[] } | undefined> {
+  query: FeedQuery,
+): Promise<
+  | { status: ExpertJobStatus; lastSeq: number; rows: CheckpointRecord[]; experts: ExpertRecord[]; messages: Array<[number, string]> }
+  | undefined
+> {
+  const withMessages = !query.exclude.has("messages");
   const messages = withMessages
-    ? `(SELECT coalesce('[' || string_agg(m.body::text, ',' ORDER BY r.i, m.ordinal) || ']', '[]')
-        FROM jsonb_array_elements(c.message_runs) WITH ORDINALITY AS r(run, i)
-        JOIN job_message m ON m.expert_job_id = c.expert_job_id AND m.ordinal BETWEEN (r.run->>0)::int AND (r.run->>1)::int)`
+    ? `(SELECT json_agg(json_build_array(m.ordinal, m.body::text) ORDER BY m.ordinal)::text FROM job_message m
+        WHERE m.expert_job_id = $1 AND m.ordinal > $5
+          AND m.ordinal <= (SELECT max((r.run->>1)::int) FROM page CROSS JOIN jsonb_array_elements(page.message_runs) AS r(run)))`
     : "NULL";
+  const size = withMessages ? "checkpoint.messages_bytes + checkpoint.detail_bytes" : "checkpoint.detail_bytes";
   const rows = await sql.query<
-    RawCheckpoint & { job_status: ExpertJobStatus; job_last_seq: number; experts: string | null; messages_json: string | null }
+    RawCheckpoint & { job_status: ExpertJobStatus; job_last_seq: number; experts: string | null; message_texts: string | null }
   >(
-    withMessages ? "checkpoint_feed" : "checkpoint_feed_without_messages",
+    `checkpoint_feed_${exclusionKey(query.exclude)}`,
     `WITH job AS (
       SELECT id, status::text AS status, last_seq FROM expert_job WHERE id = $1
-    ), page AS (
-      SELECT checkpoint.* FROM checkpoint, job
+    ), candidates AS (
+      SELECT checkpoint.seq, sum(${size}) OVER (ORDER BY checkpoint.seq) - (${size}) AS bytes_before
+      FROM checkpoint, job
       WHERE checkpoint.expert_job_id = job.id AND checkpoint.seq > $2 AND checkpoint.seq <= job.last_seq
       ORDER BY checkpoint.seq LIMIT $3
+    ), page AS (
+      SELECT checkpoint.* FROM checkpoint JOIN candidates ON checkpoint.expert_job_id = $1 AND checkpoint.seq = candidates.seq
+      WHERE candidates.bytes_before < $4
     )
     SELECT job.status AS job_status, job.last_seq AS job_last_seq,
       (SELECT json_agg(${expertJson})::text FROM expert e JOIN organization o ON o.id = e.organization_id
         WHERE e.id IN (SELECT expert_id FROM page UNION SELECT delegate_to->>'expertId' FROM page UNION SELECT delegated_by->>'expertId' FROM page)
       ) AS experts,
-      ${checkpointColumns}, ${messages} AS messages_json
+      ${messages} AS message_texts,
+      ${checkpointColumns(query.exclude)}
     FROM job LEFT JOIN page c ON true
     ORDER BY c.seq`,
-    [expertJobId, afterSeq, limit],
+    [expertJobId, query.afterSeq, query.limit, query.maxBytes, ...(withMessages ? [query.messagesAfter] : [])],
   );
   if (rows.length === 0) return undefined;
+  const first = rows[0]!;
   return {
-    status: rows[0]!.job_status,
-    lastSeq: rows[0]!.job_last_seq,
-    rows: rows
-      .filter((row) => row.id !== null)
-      .map((row) => ({ ...toRecord(row), ...(row.messages_json !== null && { messagesJson: row.messages_json }) })),
-    experts: parseExperts(rows[0]!.experts),
+    status: first.job_status,
+    lastSeq: first.job_last_seq,
+    rows: rows.filter((row) => row.id !== null).map(toRecord),
+    experts: parseExperts(first.experts),
+    messages: first.message_texts === null ? [] : (JSON.parse(first.message_texts) as Array<[number, string]>),
   };
 }
 
@@ -372,6 +413,7 @@ export interface PageQuery {
   pattern?: string;
   /** Only checkpoints up to this sequence number: the job's `last_seq` when the page's total was taken. */
   maxSeq: number;
+  exclude: ReadonlySet<Exclusion>;
 }
 
 /**
@@ -386,7 +428,7 @@ export async function readPage(sql: Sql, expertJobId: string, page: PageQuery): 
   const filter = page.pattern === undefined ? "" : "AND (expert_key ILIKE $5 OR skill_name ILIKE $5 OR tool_name ILIKE $5)";
   const rows = await sql.query<RawCheckpoint>(
     undefined, // planned per call: a generic plan does not know how deep the OFFSET goes
-    `SELECT ${checkpointColumns}
+    `SELECT ${checkpointColumns(page.exclude)}
     FROM (
       SELECT seq FROM checkpoint WHERE expert_job_id = $1 AND seq <= $4 ${filter}
       ORDER BY ${sortColumn} ${direction}, step_number ${direction}, seq ${direction}
@@ -410,6 +452,21 @@ export async function readPageFromNearerEnd(sql: Sql, expertJobId: string, page:
   if (take <= 0) return [];
   const order = page.order === "desc" ? "asc" : "desc";
   return (await readPage(sql, expertJobId, { ...page, order, take, skip: total - page.skip - take })).reverse();
+}
+
+/** One checkpoint of a job, without the excluded parts (not read at all). */
+export async function readCheckpoint(
+  sql: Sql,
+  expertJobId: string,
+  checkpointId: string,
+  exclude: ReadonlySet<Exclusion>,
+): Promise<CheckpointRecord | undefined> {
+  const [row] = await sql.query<RawCheckpoint>(
+    `checkpoint_one_${exclusionKey(exclude)}`,
+    `SELECT ${checkpointColumns(exclude)} FROM checkpoint c WHERE c.expert_job_id = $1 AND c.id = $2`,
+    [expertJobId, checkpointId],
+  );
+  return row && toRecord(row);
 }
 
 /** Checkpoints matching a filter (without one, the job's `last_seq` is the count: checkpoints are never deleted). */

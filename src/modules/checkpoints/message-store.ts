@@ -55,7 +55,7 @@ export function assignOrdinals(
 }
 
 /** The conversation as a JSON array text, from its messages' stored texts. */
-export function conversationJson(runs: MessageRuns, texts: Map<number, string>): string {
+export function conversationJson(runs: MessageRuns, texts: ReadonlyMap<number, string>): string {
   return `[${Array.from(decodeRuns(runs), (ordinal) => texts.get(ordinal) ?? "null").join(",")}]`;
 }
 

@@ -161,11 +161,15 @@ describe("reading checkpoints", () => {
       expect(response.json()).toEqual({ code: 422, error: "Validation Failed", reason: [{ path, message: expect.any(String) }] });
     });
 
-    it("answers 422 to an unknown exclude value", async () => {
-      const response = await getOne(twelve.jobId, twelve.checkpoints[0]!.id, "?exclude=newMessages");
-      expect(response.statusCode).toBe(422);
-      expect(response.json().reason).toEqual([{ path: "/exclude", message: expect.any(String) }]);
-    });
+    it.each(["everything", "messages,bogus", "messages,,toolResult", "messages,", "Messages", ""])(
+      "answers 422 to an unknown exclude value (%j)",
+      async (value) => {
+        const response = await getOne(twelve.jobId, twelve.checkpoints[0]!.id, `?exclude=${value}`);
+        expect(response.statusCode).toBe(422);
+        expect(response.json()).toMatchObject({ code: 422, error: "Validation Failed" });
+        expect(response.json().reason).toEqual([{ path: "/exclude", message: expect.any(String) }]);
+      },
+    );
 
     it.each([
       ["no Authorization header", {}],

@@ -63,7 +63,12 @@ export interface ServerProcess {
 }
 
 /** `node --import tsx src/server.ts`, the way `npm start` runs it, on a free port; resolves once it listens. */
-export async function startServerProcess(store: ServerStore, extraEnv: Record<string, string> = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  store: ServerStore,
+  extraEnv: Record<string, string> = {},
+  /** Node options before the entry point (e.g. --cpu-prof). */
+  nodeOptions: string[] = [],
+): Promise<ServerProcess> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? "",
     HOME: process.env.HOME ?? "/tmp",
@@ -74,7 +79,11 @@ export async function startServerProcess(store: ServerStore, extraEnv: Record<st
     ...store.env,
     ...extraEnv,
   };
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...nodeOptions, "--import", "tsx", "src/server.ts"], {
+    cwd: root,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const output: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
