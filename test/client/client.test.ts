@@ -9,6 +9,7 @@ import {
 } from "@expert-jobs/client";
 import { startTestApp, type TestApp } from "../helpers/app.ts";
 import { createRestartableDatabase } from "../helpers/restartable-database.ts";
+import { registerTraceExperts, traceLines } from "../helpers/corpus.ts";
 import { askUserToolCall, checkpointBody, eventually, seedTenant, type CheckpointBodyOptions, type Tenant } from "../helpers/fixtures.ts";
 
 const body = (tenant: Tenant, options: CheckpointBodyOptions = {}) => checkpointBody(tenant, options) as PostCheckpointBody;
@@ -191,4 +192,55 @@ describe("@expert-jobs/client stream across a server restart", () => {
       await database.drop();
     }
   }, 60_000);
+});
+
+describe("@expert-jobs/client on the real runtime traces", () => {
+  let t: TestApp;
+  let tenant: Tenant;
+  let client: ExpertJobsClient;
+  let runtime: ExpertJobsClient;
+
+  beforeAll(async () => {
+    t = await startTestApp({ config: { sseHeartbeatMs: 60_000 } });
+    tenant = await seedTenant(t.app);
+    await registerTraceExperts(t.app, tenant);
+    const baseUrl = await t.app.listen({ port: 0, host: "127.0.0.1" });
+    client = createClient({ baseUrl, apiKey: tenant.clientKey });
+    runtime = createClient({ baseUrl, apiKey: tenant.runtimeKey });
+  });
+  afterAll(async () => t.close());
+
+  it("posts every line of the long-research trace, then gets, lists and streams it back whole and as a timeline", async () => {
+    const lines = traceLines("long-research").map((line) => JSON.parse(line) as PostCheckpointBody);
+    const job = await client.expertJobs.start({ expertKey: lines[0]!.checkpoint.expert.key, query: "Research", maxSteps: 100 });
+    const posted = [];
+    for (const line of lines) posted.push(await runtime.runtime.postCheckpoint(job.id, line));
+    expect(posted.map((checkpoint) => checkpoint.messages)).toEqual(lines.map((line) => line.checkpoint.messages));
+    expect((await client.expertJobs.get(job.id)).status).toBe("completed");
+
+    const largest = posted[72]!;
+    expect(await client.expertJobs.checkpoints.get(job.id, largest.id)).toEqual(largest);
+    const light = await client.expertJobs.checkpoints.get(job.id, largest.id, { exclude: ["messages", "toolResult"] });
+    expect(light).not.toHaveProperty("messages");
+    expect(light).not.toHaveProperty("toolResult");
+    expect(light.newMessages).toEqual(largest.newMessages);
+
+    const timeline = await client.expertJobs.checkpoints.list(job.id, {
+      take: 100,
+      exclude: ["messages", "newMessages", "toolCall", "toolResult", "actionContent"],
+    });
+    expect(timeline.meta.total).toBe(79);
+    expect(timeline.checkpoints.map((checkpoint) => [checkpoint.stepNumber, checkpoint.action.type])).toEqual(
+      posted.map((checkpoint) => [checkpoint.stepNumber, checkpoint.action.type]),
+    );
+    expect(JSON.stringify(timeline.checkpoints).length).toBeLessThan(100_000);
+
+    const streamed = await collect(client.expertJobs.checkpoints.stream(job.id));
+    expect(streamed.at(-1)).toEqual({ type: "complete", status: "completed", expertJobId: job.id });
+    expect(streamed.slice(0, -1)).toEqual(posted.map((checkpoint, index) => ({ type: "checkpoint", id: index + 1, checkpoint })));
+    const resumed = await collect(client.expertJobs.checkpoints.stream(job.id, { after: 70, exclude: "messages" }));
+    expect(resumed.slice(0, -1).map((event) => event.type === "checkpoint" && event.checkpoint.id)).toEqual(
+      posted.slice(70).map((checkpoint) => checkpoint.id),
+    );
+  }, 120_000);
 });

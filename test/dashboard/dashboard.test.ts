@@ -5,7 +5,8 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp } from "../helpers/app.ts";
 import { createRestartableDatabase } from "../helpers/restartable-database.ts";
-import { postCheckpoint, seedTenant, startJob, toolResultFor, type CheckpointBodyOptions } from "../helpers/fixtures.ts";
+import { api, postCheckpoint, seedTenant, startJob, toolResultFor, type CheckpointBodyOptions } from "../helpers/fixtures.ts";
+import { grownJobBodies } from "../helpers/corpus.ts";
 import { chromiumArgs } from "../helpers/chromium.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -139,6 +140,72 @@ describe.skipIf(!hasChromium)(`the dashboard in Chromium${hasChromium ? "" : ` (
       await database.drop();
     }
   }, 90_000);
+
+  it("follows a 100-step job of ~10 KB per step with a 12 MB checkpoint live, across a reconnect with Last-Event-ID, and replays it whole", async () => {
+    const t = await startTestApp({ config: { sseHeartbeatMs: 60_000 } });
+    const live = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+    const replay = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+    try {
+      const tenant = await seedTenant(t.app);
+      const job = await startJob(t.app, tenant, { maxSteps: 200 });
+      const base = await t.app.listen({ port: 0, host: "127.0.0.1" });
+      const streamRequests: Array<Promise<{ url: string; lastEventId?: string }>> = [];
+      live.on("request", (request) => {
+        if (!request.url().includes("/checkpoints/stream")) return;
+        streamRequests.push(request.allHeaders().then((headers) => ({ url: request.url(), lastEventId: headers["last-event-id"] })));
+      });
+      const bodies = [...grownJobBodies(tenant, { steps: 100, bytesPerStep: 10_000, largeRead: { step: 30, bytes: 3 * 1024 * 1024 } })];
+      const runtime = api(t.app, tenant.runtimeKey);
+      const post = async (body: unknown) => {
+        const response = await runtime.request({
+          method: "POST",
+          url: `/expert_jobs/${job.id}/checkpoints/`,
+          headers: { "content-type": "application/json" },
+          payload: JSON.stringify(body),
+        });
+        expect(response.statusCode).toBe(200);
+        return response.json().data.checkpoint;
+      };
+
+      await live.goto(`${base}/dashboard/#job=${job.id}`);
+      await live.fill("#api-key", tenant.clientKey);
+      await live.click("button[type=submit]");
+      await waitForText(live, "#connection", "live");
+      const posted = [];
+      for (const body of bodies.slice(0, 50)) posted.push(await post(body));
+      const big = await api(t.app, tenant.clientKey).get(`/expert_jobs/${job.id}/checkpoints/${posted[29].id}`);
+      expect(big.body.length).toBeGreaterThan(12 * 1024 * 1024);
+      await waitForRows(live, 50);
+
+      // Every connection dropped: the browser reconnects by itself and sends the last event id it had.
+      t.app.server.closeAllConnections();
+      await live.waitForFunction(() => document.querySelector("#connection")?.textContent !== "live", undefined, { timeout: 10_000 });
+      for (const body of bodies.slice(50)) posted.push(await post(body));
+      await waitForText(live, "#connection", "complete");
+      await waitForText(live, "#job-status", "completed");
+      const liveRows = await rows(live);
+      expect(liveRows.map((row) => row[0])).toEqual(posted.map((_, index) => String(index + 1)));
+      expect(liveRows.map((row) => row[1])).toEqual(posted.map((checkpoint) => String(checkpoint.stepNumber)));
+      expect(liveRows[29]![2]).toBe("readTextFile");
+      expect(liveRows.at(-1)![2]).toBe("attemptCompletion");
+      const streams = await Promise.all(streamRequests);
+      expect(streams.length).toBeGreaterThanOrEqual(2);
+      expect(streams[0]!.url).toContain("exclude=messages%2CnewMessages%2CtoolCall%2CtoolResult%2CactionContent");
+      expect(streams.slice(1).some((stream) => stream.lastEventId === "50")).toBe(true);
+
+      await replay.goto(`${base}/dashboard/#job=${job.id}`);
+      await replay.fill("#api-key", tenant.clientKey);
+      await replay.click("button[type=submit]");
+      await waitForText(replay, "#connection", "complete");
+      expect(await rows(replay)).toEqual(liveRows);
+      await mkdir(path.dirname(SCREENSHOT), { recursive: true });
+      await replay.screenshot({ path: SCREENSHOT.replace(/\.png$/, "-long-job.png"), fullPage: false });
+    } finally {
+      await live.close();
+      await replay.close();
+      await t.close();
+    }
+  }, 180_000);
 
   it("reports a wrong key without opening a stream", async () => {
     const t = await startTestApp();

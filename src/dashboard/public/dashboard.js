@@ -5,6 +5,9 @@
 const api = new URL("../api/studio/v1/", location.href);
 const KEY_STORAGE = "expert-jobs-dashboard-key";
 const REOPEN_DELAY_MS = 2000;
+// The timeline shows each step's action, tool, status, tokens and times: the heavy parts (the whole
+// conversation, the step's messages, tool call and result, a file read's content) are left out.
+const TIMELINE_EXCLUDE = "messages,newMessages,toolCall,toolResult,actionContent";
 const $ = (id) => document.getElementById(id);
 
 /** The job being watched: { key, jobId, source, lastSeq, lastTokens, refreshTimer, reopenTimer, stopped }. */
@@ -118,7 +121,7 @@ function addRow(watch, seq, checkpoint) {
 
 function open(watch) {
   const url = new URL(`expert_jobs/${encodeURIComponent(watch.jobId)}/checkpoints/stream`, api);
-  url.searchParams.set("exclude", "messages");
+  url.searchParams.set("exclude", TIMELINE_EXCLUDE);
   if (watch.lastSeq > 0) url.searchParams.set("after", String(watch.lastSeq));
   url.searchParams.set("access_token", watch.key);
   const source = new EventSource(url);

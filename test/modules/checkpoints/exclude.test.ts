@@ -109,3 +109,49 @@ describe("exclude: reads that leave out the heavy parts, on the real runtime tra
     expect(page.json().data.checkpoints).toEqual(job.checkpoints.map((checkpoint) => without(checkpoint, list.split(",") as Exclusion[])));
   });
 });
+
+describe("the list and GET on the long-research trace (79 checkpoints, 58 MB as posted)", () => {
+  let t: TestApp;
+  let tenant: Tenant;
+  let job: ReplayedJob;
+
+  beforeAll(async () => {
+    t = await startTestApp();
+    tenant = await seedTenant(t.app);
+    job = await replayTrace(t.app, tenant, "long-research");
+  }, 120_000);
+  afterAll(async () => t.close());
+
+  it.each(["asc", "desc"])(
+    "pages through it 7 at a time in %s order, whole, matching what POST answered",
+    async (order) => {
+      const expected = order === "asc" ? job.checkpoints : [...job.checkpoints].reverse();
+      const seen: unknown[] = [];
+      for (let skip = 0; skip < 79; skip += 7) {
+        const page = await api(t.app, tenant.clientKey).get(
+          `/expert_jobs/${job.expertJobId}/checkpoints/?take=7&skip=${skip}&order=${order}`,
+        );
+        expect(page.statusCode).toBe(200);
+        expect(page.json().meta).toEqual({ total: 79, take: 7, skip });
+        seen.push(...page.json().data.checkpoints);
+      }
+      expect(seen).toEqual(expected);
+    },
+    60_000,
+  );
+
+  it("filters by tool name, and GET answers the 4 MB step exactly as POST did", async () => {
+    const reads = job.checkpoints.filter((checkpoint) => checkpoint.toolName === "readTextFile");
+    const page = await api(t.app, tenant.clientKey).get(
+      `/expert_jobs/${job.expertJobId}/checkpoints/?take=100&filter=readtextfile&exclude=messages`,
+    );
+    expect(page.json().meta.total).toBe(reads.length);
+    expect(page.json().data.checkpoints.map((checkpoint: { id: string }) => checkpoint.id)).toEqual(
+      reads.map((checkpoint) => checkpoint.id),
+    );
+    const largest = job.checkpoints[72]!;
+    const got = await api(t.app, tenant.clientKey).get(`/expert_jobs/${job.expertJobId}/checkpoints/${largest.id}`);
+    expect(got.body).toBe(JSON.stringify({ data: { checkpoint: largest } }));
+    expect(got.body.length).toBeGreaterThan(4_000_000);
+  });
+});

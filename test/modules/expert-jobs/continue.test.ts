@@ -1,3 +1,4 @@
+import { createId } from "@paralleldrive/cuid2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reasons } from "../../../src/errors.ts";
 import { startTestApp, type TestApp } from "../../helpers/app.ts";
@@ -12,6 +13,7 @@ import {
   startJob,
   type Tenant,
 } from "../../helpers/fixtures.ts";
+import { INTERACTIVE_ANSWER, replayTrace, traceLines } from "../../helpers/corpus.ts";
 
 const UNKNOWN_ID = "a".repeat(24);
 
@@ -444,4 +446,78 @@ describe("POST /expert_jobs/{id}/resume_from", () => {
     const claim = (await claimJob(t.app, owner)).json().data.claim;
     expect(claim.checkpoint.id).toBe(checkpoints.at(-1)!.id);
   });
+});
+
+describe("continue and resume_from on the real runtime traces", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(async () => t.close());
+
+  it("continues the interactive trace after its askUser pause: the claim hands out the paused checkpoint whole, and the rest posts", async () => {
+    const owner = await seedTenant(t.app);
+    const paused = await replayTrace(t.app, owner, "interactive", { lines: 4 });
+    const job = (await api(t.app, owner.clientKey).get(`/expert_jobs/${paused.expertJobId}`)).json().data.expertJob;
+    expect(job.status).toBe("requestInteractiveToolResult");
+    expect(paused.checkpoints.at(-1)!.action).toMatchObject({ type: "interactiveTool", toolName: "askUser" });
+
+    const continued = await api(t.app, owner.clientKey).post(`/expert_jobs/${paused.expertJobId}/continue`, INTERACTIVE_ANSWER);
+    expect(continued.statusCode, continued.body).toBe(200);
+    expect(continued.json().data.expertJob).toMatchObject({
+      status: "queued",
+      query: INTERACTIVE_ANSWER.query,
+      interactiveToolCallResult: true,
+      totalSteps: 4,
+    });
+    const claim = (await claimJob(t.app, owner)).json().data.claim;
+    expect(claim.expertJob.id).toBe(paused.expertJobId);
+    expect(claim.checkpoint).toEqual(paused.checkpoints.at(-1));
+
+    const runtime = api(t.app, owner.runtimeKey);
+    for (const line of traceLines("interactive").slice(4)) {
+      const response = await runtime.request({
+        method: "POST",
+        url: `/expert_jobs/${paused.expertJobId}/checkpoints/`,
+        headers: { "content-type": "application/json" },
+        payload: line,
+      });
+      expect(response.statusCode, response.body.slice(0, 300)).toBe(200);
+      expect(response.json().data.checkpoint.messages).toEqual(JSON.parse(line).checkpoint.messages);
+    }
+    const done = (await api(t.app, owner.clientKey).get(`/expert_jobs/${paused.expertJobId}`)).json().data.expertJob;
+    expect({ status: done.status, totalSteps: done.totalSteps }).toEqual({ status: "completed", totalSteps: 9 });
+  });
+
+  it("resumes the 79-step long-research job from step 40: the claim carries that checkpoint's whole conversation, the next one records it", async () => {
+    const owner = await seedTenant(t.app);
+    const replayed = await replayTrace(t.app, owner, "long-research");
+    const from = replayed.checkpoints[39]!;
+    expect(JSON.stringify(from.messages).length).toBeGreaterThan(500_000);
+    const resumed = await api(t.app, owner.clientKey).post(`/expert_jobs/${replayed.expertJobId}/resume_from`, {
+      checkpointId: from.id,
+      query: "Summarise only the design documents.",
+    });
+    expect(resumed.statusCode, resumed.body).toBe(200);
+    const claim = (await claimJob(t.app, owner)).json().data.claim;
+    expect(claim.checkpoint).toEqual(from);
+
+    // The runtime goes on from step 40's conversation: line 41's body, as a new checkpoint.
+    const next = JSON.parse(traceLines("long-research")[40]!);
+    next.checkpoint.id = createId();
+    const posted = await api(t.app, owner.runtimeKey).post(`/expert_jobs/${replayed.expertJobId}/checkpoints/`, next);
+    expect(posted.statusCode, posted.body.slice(0, 300)).toBe(200);
+    const stored = await t.app.prisma.checkpoint.findUniqueOrThrow({
+      where: { expertJobId_id: { expertJobId: replayed.expertJobId, id: next.checkpoint.id } },
+    });
+    expect(stored.resumedFromCheckpointId).toBe(from.id);
+    expect(stored.seq).toBe(80);
+    const got = await api(t.app, owner.clientKey).get(`/expert_jobs/${replayed.expertJobId}/checkpoints/${next.checkpoint.id}`);
+    expect(got.json().data.checkpoint.messages).toEqual(next.checkpoint.messages);
+    const page = (
+      await api(t.app, owner.clientKey).get(`/expert_jobs/${replayed.expertJobId}/checkpoints/?take=5&order=desc&exclude=messages`)
+    ).json();
+    expect(page.meta.total).toBe(80);
+    expect(page.data.checkpoints[0].id).toBe(next.checkpoint.id);
+  }, 120_000);
 });
