@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import multipart from "@fastify/multipart";
 import swagger from "@fastify/swagger";
-import scalar from "@scalar/fastify-api-reference";
+import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Config } from "./config.ts";
 import { authPlugin } from "./plugins/auth.ts";
@@ -164,6 +164,14 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
         },
       },
       security: [{ bearer: [] }],
+      // The order of the docs page: the studio API first, operations last.
+      tags: [
+        { name: "expert jobs", description: "Start, read, continue and cancel jobs (client key)" },
+        { name: "checkpoints", description: "Read, list and stream a job's checkpoints (client key)" },
+        { name: "runtime", description: "Claim jobs, post checkpoints, report status (runtime key)" },
+        { name: "admin", description: "Organizations, applications, keys and experts (ADMIN_TOKEN)" },
+        { name: "operations", description: "Health and metrics (no key)" },
+      ],
     },
   });
 
@@ -216,7 +224,12 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   }
 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
-  await app.register(scalar, { routePrefix: "/docs", configuration: { url: "/openapi.json" } });
+  // Swagger UI's files are served from node_modules: the page needs no network beyond this server.
+  await app.register(swaggerUi, {
+    routePrefix: "/docs",
+    theme: { title: "Expert Jobs API" },
+    uiConfig: { layout: "BaseLayout", deepLinking: true, docExpansion: "list", defaultModelsExpandDepth: 0 },
+  });
   await app.register(dashboardRoutes);
   return app;
 }
