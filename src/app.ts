@@ -6,7 +6,7 @@ import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Config } from "./config.ts";
 import { authPlugin } from "./plugins/auth.ts";
-import { databasePlugin } from "./plugins/database.ts";
+import { databasePlugin, defaultConnectTimeoutMs } from "./plugins/database.ts";
 import { errorHandlerPlugin, sendError } from "./plugins/error-handler.ts";
 import { jobSweeperPlugin } from "./plugins/job-sweeper.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
@@ -112,8 +112,9 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
       return sendError(reply, 400, "Malformed URL");
     },
     forceCloseConnections: true,
-    // Opening the database (PGlite's crash recovery, pending migrations) can outlast Fastify's 10 s default.
-    pluginTimeout: 120_000,
+    // Opening the database (waiting for PostgreSQL to come up, PGlite's crash recovery, pending migrations)
+    // can outlast Fastify's 10 s default.
+    pluginTimeout: 120_000 + (config.database.kind === "postgres" ? (config.database.connectTimeoutMs ?? defaultConnectTimeoutMs) : 0),
     // Requests arriving during shutdown get the error envelope from the request-drain plugin instead.
     return503OnClosing: false,
     connectionTimeout: timeouts.connectionTimeoutMs,

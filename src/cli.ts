@@ -1,5 +1,6 @@
 import { text } from "node:stream/consumers";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { loadEnvFile } from "./config.ts";
 
 interface AdminRequest {
   method: "POST" | "PUT" | "DELETE";
@@ -101,7 +102,8 @@ function helpText(): string {
     "  help",
     "      Show this text",
     "",
-    "Environment: EXPERT_JOBS_URL (default http://127.0.0.1:3000), ADMIN_TOKEN (required).",
+    "Environment: EXPERT_JOBS_URL (default http://127.0.0.1:3000), ADMIN_TOKEN (required); a .env in the",
+    "working folder is read too (the environment wins).",
     "Prints the response body as JSON on stdout. An error response prints its envelope on stderr and exits 1;",
     "a usage error exits 2.",
   ].join("\n");
@@ -165,4 +167,6 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// The same `.env` as the server's (ADMIN_TOKEN), the real environment winning.
+loadEnvFile();
 process.exitCode = await main(process.argv.slice(2));

@@ -1,8 +1,11 @@
 import { spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createId } from "@paralleldrive/cuid2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, startTestApp, type TestApp } from "./helpers/app.ts";
+import { createWorkingFolder } from "./helpers/working-folder.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -12,11 +15,14 @@ interface CliResult {
   stderr: string;
 }
 
-function runCli(args: string[], options: { env?: Record<string, string | undefined>; stdin?: string } = {}): Promise<CliResult> {
+function runCli(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; stdin?: string; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, ...options.env };
     for (const [name, value] of Object.entries(env)) if (value === undefined) delete env[name];
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: root, env, timeout: 20_000 });
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: options.cwd ?? root, env, timeout: 20_000 });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk) => (stdout += chunk));
@@ -30,7 +36,7 @@ function runCli(args: string[], options: { env?: Record<string, string | undefin
 describe("cli", () => {
   let t: TestApp;
   let baseUrl: string;
-  let cli: (args: string[], options?: { env?: Record<string, string | undefined>; stdin?: string }) => Promise<CliResult>;
+  let cli: (args: string[], options?: { env?: Record<string, string | undefined>; stdin?: string; cwd?: string }) => Promise<CliResult>;
   /** Runs a command that must succeed and parses its stdout. */
   const cliJson = async (...args: string[]) => {
     const result = await cli(args);
@@ -43,15 +49,38 @@ describe("cli", () => {
       headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...init.headers },
     });
 
+  let folder: { dir: string; remove(): Promise<void> };
+
   beforeAll(async () => {
+    // A clean working folder: a developer's own .env in the repository must not reach the CLI.
+    folder = await createWorkingFolder();
     t = await startTestApp();
     await t.app.listen({ port: 0, host: "127.0.0.1" });
     const address = t.app.server.address();
     if (address === null || typeof address === "string") throw new Error("no TCP address");
     baseUrl = `http://127.0.0.1:${address.port}`;
-    cli = (args, options = {}) => runCli(args, { ...options, env: { EXPERT_JOBS_URL: baseUrl, ADMIN_TOKEN, ...options.env } });
+    cli = (args, options = {}) =>
+      runCli(args, { cwd: folder.dir, ...options, env: { EXPERT_JOBS_URL: baseUrl, ADMIN_TOKEN, ...options.env } });
   });
-  afterAll(async () => t.close());
+  afterAll(async () => {
+    await t.close();
+    await folder.remove();
+  });
+
+  it("reads ADMIN_TOKEN and EXPERT_JOBS_URL from a .env in the working folder; the environment wins", async () => {
+    const withEnvFile = await createWorkingFolder();
+    try {
+      await writeFile(path.join(withEnvFile.dir, ".env"), `ADMIN_TOKEN=${ADMIN_TOKEN}\nEXPERT_JOBS_URL=http://127.0.0.1:9\n`);
+      const fromFile = await cli(["org", "create", `dotenv-${createId().slice(0, 8)}`], {
+        cwd: withEnvFile.dir,
+        env: { ADMIN_TOKEN: undefined },
+      });
+      expect(fromFile, fromFile.stderr).toMatchObject({ code: 0 });
+      expect(JSON.parse(fromFile.stdout).data.organization.name).toMatch(/^dotenv-/);
+    } finally {
+      await withEnvFile.remove();
+    }
+  });
 
   it("bootstraps an organization, application, key, expert and provider key that start a job", async () => {
     const orgName = `acme-${createId().slice(0, 8)}`;

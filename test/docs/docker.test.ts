@@ -63,18 +63,15 @@ describe("Dockerfile", () => {
     );
   });
 
-  it("runs as a non-root user, listens on 0.0.0.0, health-checks /healthz and starts the server with node", () => {
+  it("runs as a non-root user, listens on 0.0.0.0, health-checks /healthz and starts the server as npm start does, with node as PID 1", () => {
     const user = finalStage.findIndex((instruction) => instruction.keyword === "USER");
     expect(finalStage[user]?.args).toBe("node");
     expect(user).toBeLessThan(finalStage.findIndex((instruction) => instruction.keyword === "CMD"));
     expect(finalStage.find((instruction) => instruction.keyword === "ENV")?.args).toContain("HOST=0.0.0.0");
     expect(finalStage.find((instruction) => instruction.keyword === "HEALTHCHECK")?.args).toContain("/healthz");
-    expect(JSON.parse(finalStage.find((instruction) => instruction.keyword === "CMD")!.args)).toEqual([
-      "node",
-      "--import",
-      "tsx",
-      "src/server.ts",
-    ]);
+    const start = (JSON.parse(read("package.json")) as { scripts: { start: string } }).scripts.start;
+    expect(start.startsWith("node ")).toBe(true);
+    expect(JSON.parse(finalStage.find((instruction) => instruction.keyword === "CMD")!.args)).toEqual(start.split(" "));
   });
 
   it("copies only files that exist and that .dockerignore lets through", () => {
