@@ -3,10 +3,12 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { loadEnvFile } from "./config.ts";
 
 interface AdminRequest {
-  method: "POST" | "PUT" | "DELETE";
+  method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
   body?: Record<string, unknown>;
 }
+
+type Options = Record<string, string | string[] | undefined>;
 
 interface Command {
   usage: string;
@@ -14,7 +16,7 @@ interface Command {
   /** Positional arguments after the command words: how many are required, how many more may follow. */
   arity: [required: number, optional: number];
   options?: ParseArgsConfig["options"];
-  request(args: string[], options: Record<string, string[] | undefined>): AdminRequest | Promise<AdminRequest>;
+  request(args: string[], options: Options): AdminRequest | Promise<AdminRequest>;
 }
 
 class UsageError extends Error {}
@@ -29,7 +31,54 @@ async function secretArgument(value: string): Promise<string> {
   return secret;
 }
 
+const pageOptions = {
+  take: { type: "string" },
+  skip: { type: "string" },
+  order: { type: "string" },
+} satisfies ParseArgsConfig["options"];
+
+/** A list command: GET `path` with the paging options (`--take 1..100`, `--skip`, `--order asc|desc`) as the query. */
+function list(usage: string, summary: string, arity: number, path: (args: string[]) => string): Command {
+  return {
+    usage: `${usage} [--take n] [--skip n] [--order asc|desc]`,
+    summary,
+    arity: [arity, 0],
+    options: pageOptions,
+    request: (args, options) => {
+      const query = new URLSearchParams(
+        Object.entries(options).flatMap(([name, value]) => (typeof value === "string" ? [[name, value]] : [])),
+      ).toString();
+      return { method: "GET", path: path(args) + (query ? `?${query}` : "") };
+    },
+  };
+}
+
 const commands: Record<string, Command> = {
+  "org list": list("org list", "List organizations", 0, () => "/organizations"),
+  "app list": list(
+    "app list <organizationId>",
+    "List an organization's applications",
+    1,
+    ([organizationId]) => `/organizations/${segment(organizationId!)}/applications`,
+  ),
+  "expert list": list(
+    "expert list <organizationId>",
+    "List an organization's experts, every version",
+    1,
+    ([organizationId]) => `/organizations/${segment(organizationId!)}/experts`,
+  ),
+  "key list": list(
+    "key list <applicationId>",
+    "List an application's API keys, revoked ones included (never their secrets)",
+    1,
+    ([applicationId]) => `/applications/${segment(applicationId!)}/api_keys`,
+  ),
+  "provider-key list": list(
+    "provider-key list <applicationId>",
+    "List an application's provider keys (provider and dates)",
+    1,
+    ([applicationId]) => `/applications/${segment(applicationId!)}/provider_keys`,
+  ),
   "org create": {
     usage: "org create <name>",
     summary: "Create an organization",
@@ -98,7 +147,9 @@ function helpText(): string {
   return [
     "Usage: npm run cli -- <command>",
     "",
-    ...Object.values(commands).flatMap((command) => [`  ${command.usage}`, `      ${command.summary}`]),
+    ...Object.keys(commands)
+      .sort()
+      .flatMap((name) => [`  ${commands[name]!.usage}`, `      ${commands[name]!.summary}`]),
     "  help",
     "      Show this text",
     "",
@@ -109,7 +160,7 @@ function helpText(): string {
   ].join("\n");
 }
 
-function parseCommand(argv: string[]): { command: Command; args: string[]; options: Record<string, string[] | undefined> } {
+function parseCommand(argv: string[]): { command: Command; args: string[]; options: Options } {
   const name = argv.slice(0, 2).join(" ");
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!command) throw new UsageError(`unknown command: ${argv.join(" ")}`);
@@ -118,7 +169,7 @@ function parseCommand(argv: string[]): { command: Command; args: string[]; optio
   if (positionals.length < required || positionals.length > required + optional) {
     throw new UsageError(`usage: npm run cli -- ${command.usage}`);
   }
-  return { command, args: positionals, options: values as Record<string, string[] | undefined> };
+  return { command, args: positionals, options: values as Options };
 }
 
 async function send(baseUrl: string, token: string, request: AdminRequest): Promise<{ ok: boolean; text: string }> {

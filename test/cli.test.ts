@@ -123,6 +123,43 @@ describe("cli", () => {
     expect((await start.json()).data.expertJob).toMatchObject({ status: "queued", expertKey: "writer@stable" });
   });
 
+  it("lists organizations, applications, experts, API keys and provider keys as JSON, paged", async () => {
+    const organization = (await cliJson("org", "create", `list-${createId().slice(0, 8)}`)).organization;
+    const application = (await cliJson("app", "create", organization.id, "web")).application;
+    await cliJson("app", "create", organization.id, "batch");
+    const laptop = (await cliJson("key", "create", application.id, "client", "laptop")).apiKey;
+    await cliJson("key", "create", application.id, "runtime");
+    await cliJson("expert", "create", organization.id, "lister", "1.0.0", "Lists");
+    await cliJson("provider-key", "set", application.id, "google", "sk-google-listed");
+
+    const organizations = await cli(["org", "list", "--order", "desc", "--take", "1"]);
+    expect(JSON.parse(organizations.stdout)).toMatchObject({ data: { organizations: [organization] }, meta: { take: 1, skip: 0 } });
+    expect((await cliJson("app", "list", organization.id)).applications.map((entry: { name: string }) => entry.name)).toEqual([
+      "web",
+      "batch",
+    ]);
+    expect(
+      (await cliJson("app", "list", organization.id, "--skip", "1")).applications.map((entry: { name: string }) => entry.name),
+    ).toEqual(["batch"]);
+    expect((await cliJson("expert", "list", organization.id)).experts.map((expert: { key: string }) => expert.key)).toEqual([
+      "lister@1.0.0",
+    ]);
+    const keys = await cli(["key", "list", application.id]);
+    expect(keys.stdout).not.toContain(laptop.key);
+    expect(JSON.parse(keys.stdout).data.apiKeys.map((key: { scope: string; name?: string }) => [key.scope, key.name])).toEqual([
+      ["client", "laptop"],
+      ["runtime", undefined],
+    ]);
+    const providerKeys = await cli(["provider-key", "list", application.id]);
+    expect(providerKeys.stdout).not.toContain("sk-google-listed");
+    expect(JSON.parse(providerKeys.stdout).data.providerKeys).toEqual([
+      { provider: "google", createdAt: expect.any(String), updatedAt: expect.any(String) },
+    ]);
+    const badTake = await cli(["org", "list", "--take", "0"]);
+    expect(badTake.code).toBe(1);
+    expect(JSON.parse(badTake.stderr)).toMatchObject({ code: 422 });
+  });
+
   it("revokes a key, printing nothing, after which the key is refused", async () => {
     const organization = (await cliJson("org", "create", `rev-${createId().slice(0, 8)}`)).organization;
     const application = (await cliJson("app", "create", organization.id, "web")).application;

@@ -30,6 +30,32 @@ export class ProviderKeysService {
     return { provider, createdAt: row.createdAt.toISOString(), updatedAt: row.updatedAt.toISOString() };
   }
 
+  /** The application's provider keys: which providers, since when (never the keys). */
+  async list(
+    applicationId: string,
+    page: { take: number; skip: number; order: "asc" | "desc" },
+  ): Promise<{ items: ProviderKeyInfo[]; meta: { total: number; take: number; skip: number } }> {
+    const where = { applicationId };
+    const [total, rows] = await this.prisma.$transaction([
+      this.prisma.providerKey.count({ where }),
+      this.prisma.providerKey.findMany({
+        where,
+        orderBy: [{ createdAt: page.order }, { provider: page.order }],
+        take: page.take,
+        skip: page.skip,
+        select: { provider: true, createdAt: true, updatedAt: true },
+      }),
+    ]);
+    return {
+      items: rows.map((row) => ({
+        provider: row.provider as Provider,
+        createdAt: row.createdAt.toISOString(),
+        updatedAt: row.updatedAt.toISOString(),
+      })),
+      meta: { total, take: page.take, skip: page.skip },
+    };
+  }
+
   async delete(applicationId: string, provider: Provider): Promise<boolean> {
     const { count } = await this.prisma.providerKey.deleteMany({ where: { applicationId, provider } });
     return count > 0;

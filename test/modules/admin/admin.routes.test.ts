@@ -10,7 +10,7 @@ const UNKNOWN_ID = "zzzzzzzzzzzzzzzzzzzzzzzz";
 const unauthorized = { code: 401, error: "Unauthorized", reason: "Failed to authenticate" };
 const issues = expect.arrayContaining([{ path: expect.any(String), message: expect.any(String) }]);
 
-type Method = "POST" | "PUT" | "DELETE";
+type Method = "GET" | "POST" | "PUT" | "DELETE";
 
 /** `token: null` sends no Authorization header. */
 function admin(app: FastifyInstance, token: string | null = ADMIN_TOKEN) {
@@ -97,6 +97,11 @@ describe("admin API", () => {
   afterAll(async () => t.close());
 
   const endpoints = (): Array<[Method, string, unknown]> => [
+    ["GET", "/organizations", undefined],
+    ["GET", `/organizations/${org.id}/applications`, undefined],
+    ["GET", `/organizations/${org.id}/experts`, undefined],
+    ["GET", `/applications/${application.id}/api_keys`, undefined],
+    ["GET", `/applications/${application.id}/provider_keys`, undefined],
     ["POST", "/organizations", { name: uniqueName("org") }],
     ["POST", `/organizations/${org.id}/applications`, { name: uniqueName("app") }],
     ["POST", `/applications/${application.id}/api_keys`, { scope: "client" }],
