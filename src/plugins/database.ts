@@ -42,7 +42,10 @@ export async function openDatabase(database: Database, log: FastifyBaseLogger): 
         log.warn(`database not reachable yet (${reason}); retrying in ${Math.round(delayMs)} ms, for up to ${timeoutMs} ms in all`),
     });
     try {
-      reportMigrations(await applyMigrations(pgMigrationConnection(client)), log);
+      const result = await applyMigrations(pgMigrationConnection(client), undefined, (waitedMs) =>
+        log.info(`waiting ${Math.round(waitedMs / 1000)} s so far for another instance to finish migrating the database`),
+      );
+      reportMigrations(result, log);
     } finally {
       await client.end();
     }
