@@ -22,6 +22,7 @@ import { checkpointStreamRoutes } from "./modules/checkpoints/checkpoint-stream.
 import { checkpointsRoutes } from "./modules/checkpoints/checkpoints.routes.ts";
 import { expertJobsRoutes } from "./modules/expert-jobs/expert-jobs.routes.ts";
 import { healthRoutes } from "./modules/health/health.routes.ts";
+import type { RetentionBatches } from "./modules/expert-jobs/job-retention.service.ts";
 import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
 
 /** The limits of RATE_LIMIT_PER_MINUTE and MAX_STREAMS_PER_KEY reach the app as `BuildAppOptions` (see `appLimits`). */
@@ -44,8 +45,10 @@ export interface BuildAppOptions {
   notifications?: NotificationsOptions;
   /** Unsent bytes a stream client may queue before it is disconnected (default 8 MiB). */
   streamMaxBufferedBytes?: number;
-  /** How often the job sweeper takes back expired leases and expires paused jobs (default 5 s). */
+  /** How often the job sweeper takes back expired leases, expires paused jobs and applies retention (default 5 s). */
   sweepIntervalMs?: number;
+  /** Retention's batches (default 50 jobs per transaction, 20 transactions per sweep). */
+  retentionBatches?: RetentionBatches;
   /** Requests per API key and window (default 1200 per minute); false turns the limit off. */
   rateLimit?: RateLimitOptions | false;
   /** Load shedding (503) when the event loop lags (default: mean delay over 5 s above 1000 ms); false: off. */
@@ -188,7 +191,11 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   });
   await app.register(metricsPlugin);
   await app.register(authPlugin, { adminToken: config.adminToken });
-  await app.register(servicesPlugin, { secretsKey: config.secretsKey, leaseMs: config.leaseMs });
+  await app.register(servicesPlugin, {
+    secretsKey: config.secretsKey,
+    leaseMs: config.leaseMs,
+    retentionBatches: options.retentionBatches,
+  });
   await app.register(notificationsPlugin, options.notifications ?? {});
   await app.register(streamHubPlugin, {
     heartbeatMs: config.sseHeartbeatMs,
@@ -199,7 +206,7 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     observer: app.metrics.streamHub,
   });
   await app.register(runtimePlugin, { leaseMs: config.leaseMs, pausedJobTtlMs: config.pausedJobTtlMs });
-  await app.register(jobSweeperPlugin, { intervalMs: options.sweepIntervalMs ?? 5_000 });
+  await app.register(jobSweeperPlugin, { intervalMs: options.sweepIntervalMs ?? 5_000, jobRetentionMs: config.jobRetentionMs });
   // After the stream hub and the runtime: its preClose waits for what theirs leave in flight.
   await app.register(requestDrainPlugin, { timeoutMs: options.shutdownDrainMs ?? 1_500 });
 

@@ -122,6 +122,12 @@ const commands: Record<string, Command> = {
       body: { name, version, description, ...(tag !== undefined && { tags: tag }) },
     }),
   },
+  "job delete": {
+    usage: "job delete <expertJobId>",
+    summary: "Delete a job that is not running, with its checkpoints and messages (cancel a running one first)",
+    arity: [1, 0],
+    request: ([expertJobId]) => ({ method: "DELETE", path: `/expert_jobs/${segment(expertJobId!)}` }),
+  },
   "provider-key set": {
     usage: "provider-key set <applicationId> <provider> <key|->",
     summary: "Store a provider API key (`-` reads it from stdin)",

@@ -11,6 +11,7 @@ export const EnvSchema = Type.Object({
   DATABASE_CONNECT_TIMEOUT_MS: IntegerString(30_000, 0),
   LEASE_MS: IntegerString(300_000, 1000),
   PAUSED_JOB_TTL_MS: IntegerString(7 * 24 * 60 * 60 * 1000, 1000),
+  JOB_RETENTION_DAYS: Type.Optional(Type.Integer({ minimum: 1, maximum: 36_500 })),
   BODY_LIMIT_BYTES: IntegerString(33_554_432, 1024),
   DATA_DIR: Type.String({ default: "./.data", minLength: 1 }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
@@ -37,6 +38,8 @@ export interface Config {
   database: Database;
   leaseMs: number;
   pausedJobTtlMs: number;
+  /** Finished jobs whose last change is older than this are deleted by the sweeper; unset: kept forever. */
+  jobRetentionMs?: number;
   bodyLimitBytes: number;
   dataDir: string;
   adminToken?: string;
@@ -90,6 +93,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       : { kind: "pglite" as const, dataDir: `${values.DATA_DIR.replace(/\/$/, "")}/pglite` },
     leaseMs: values.LEASE_MS,
     pausedJobTtlMs: values.PAUSED_JOB_TTL_MS,
+    jobRetentionMs: values.JOB_RETENTION_DAYS === undefined ? undefined : values.JOB_RETENTION_DAYS * 24 * 60 * 60 * 1000,
     bodyLimitBytes: values.BODY_LIMIT_BYTES,
     dataDir: values.DATA_DIR,
     adminToken: values.ADMIN_TOKEN,

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { createId } from "@paralleldrive/cuid2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, startTestApp, type TestApp } from "./helpers/app.ts";
+import { jobInStatus, seedTenant } from "./helpers/fixtures.ts";
 import { createWorkingFolder } from "./helpers/working-folder.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -158,6 +159,20 @@ describe("cli", () => {
     const badTake = await cli(["org", "list", "--take", "0"]);
     expect(badTake.code).toBe(1);
     expect(JSON.parse(badTake.stderr)).toMatchObject({ code: 422 });
+  });
+
+  it("deletes a stopped job, printing nothing, and refuses a running one with the 409 envelope", async () => {
+    const tenant = await seedTenant(t.app);
+    const { job } = await jobInStatus(t.app, tenant, "completed");
+    expect(await cli(["job", "delete", job.id])).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(await t.app.prisma.expertJob.count({ where: { id: job.id } })).toBe(0);
+    const running = (await jobInStatus(t.app, tenant, "processing")).job;
+    const refused = await cli(["job", "delete", running.id]);
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stderr)).toMatchObject({
+      code: 409,
+      reason: "Cannot delete a running job (status processing); cancel it first",
+    });
   });
 
   it("revokes a key, printing nothing, after which the key is refused", async () => {

@@ -12,6 +12,7 @@ import {
   CreateApiKeyBodySchema,
   CreateApplicationBodySchema,
   CreateOrganizationBodySchema,
+  ExpertJobParamsSchema,
   OrganizationParamsSchema,
   OrganizationSchema,
   ProviderKeyParamsSchema,
@@ -209,6 +210,22 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => ({ data: { expert: await app.admin.registerExpert(request.params.organizationId, request.body) } }),
+  );
+
+  app.delete(
+    "/expert_jobs/:expertJobId",
+    {
+      schema: {
+        summary: "Delete a job that is not running, with its checkpoints and messages",
+        tags,
+        params: ExpertJobParamsSchema,
+        response: { 204: NoContent, ...errorResponses(401, 404, 409, 422) },
+      },
+    },
+    async (request, reply) => {
+      await app.jobRetention.deleteJob(request.params.expertJobId);
+      return reply.code(204).send(null);
+    },
   );
 
   app.put(

@@ -65,4 +65,5 @@ export type AdminListQuery = Static<typeof AdminListQuerySchema>;
 export const OrganizationParamsSchema = Type.Object({ organizationId: IdSchema });
 export const ApplicationParamsSchema = Type.Object({ applicationId: IdSchema });
 export const ApiKeyParamsSchema = Type.Object({ apiKeyId: IdSchema });
+export const ExpertJobParamsSchema = Type.Object({ expertJobId: IdSchema });
 export const ProviderKeyParamsSchema = Type.Object({ applicationId: IdSchema, provider: ProviderSchema });
