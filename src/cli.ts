@@ -1,6 +1,6 @@
 import { text } from "node:stream/consumers";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { loadEnvFile } from "./config.ts";
+import { loadConfig, loadEnvFile } from "./config.ts";
 
 interface AdminRequest {
   method: "GET" | "POST" | "PUT" | "DELETE";
@@ -16,7 +16,10 @@ interface Command {
   /** Positional arguments after the command words: how many are required, how many more may follow. */
   arity: [required: number, optional: number];
   options?: ParseArgsConfig["options"];
-  request(args: string[], options: Options): AdminRequest | Promise<AdminRequest>;
+  /** An admin API call (needs ADMIN_TOKEN and the server)… */
+  request?(args: string[], options: Options): AdminRequest | Promise<AdminRequest>;
+  /** …or work on the database itself (the server stopped); prints its result and returns the exit code. */
+  run?(args: string[], options: Options): Promise<number>;
 }
 
 class UsageError extends Error {}
@@ -53,7 +56,30 @@ function list(usage: string, summary: string, arity: number, path: (args: string
   };
 }
 
+/** A SECRETS_KEY-style value from the environment: base64 of 32 bytes. */
+function secretsKeyFromEnv(name: string): Buffer {
+  const value = process.env[name];
+  if (!value) throw new UsageError(`${name} is not set (base64 of 32 bytes, like SECRETS_KEY)`);
+  const key = Buffer.from(value, "base64");
+  if (key.length !== 32) throw new UsageError(`${name}: must be 32 bytes, base64-encoded`);
+  return key;
+}
+
 const commands: Record<string, Command> = {
+  "secrets rotate": {
+    usage: "secrets rotate",
+    summary:
+      "Re-encrypt every provider key from OLD_SECRETS_KEY to NEW_SECRETS_KEY, in the database of DATABASE_URL or DATA_DIR (servers stopped; safe to re-run)",
+    arity: [0, 0],
+    run: async () => {
+      const [previous, next] = [secretsKeyFromEnv("OLD_SECRETS_KEY"), secretsKeyFromEnv("NEW_SECRETS_KEY")];
+      const { database } = loadConfig({ ...process.env, SECRETS_KEY: next.toString("base64") });
+      const { rotateSecrets } = await import("./modules/provider-keys/rotate-secrets.ts");
+      const result = await rotateSecrets(database, previous, next);
+      process.stdout.write(JSON.stringify({ data: { providerKeys: result } }, null, 2) + "\n");
+      return 0;
+    },
+  },
   "org list": list("org list", "List organizations", 0, () => "/organizations"),
   "app list": list(
     "app list <organizationId>",
@@ -159,7 +185,7 @@ function helpText(): string {
     "  help",
     "      Show this text",
     "",
-    "Environment: EXPERT_JOBS_URL (default http://127.0.0.1:3000), ADMIN_TOKEN (required); a .env in the",
+    "Environment: EXPERT_JOBS_URL (default http://127.0.0.1:3000), ADMIN_TOKEN (required but for secrets rotate); a .env in the",
     "working folder is read too (the environment wins).",
     "Prints the response body as JSON on stdout. An error response prints its envelope on stderr and exits 1;",
     "a usage error exits 2.",
@@ -206,9 +232,10 @@ async function main(argv: string[]): Promise<number> {
   }
   try {
     const { command, args, options } = parseCommand(argv);
+    if (command.run) return await command.run(args, options);
     const token = process.env.ADMIN_TOKEN;
     if (!token) throw new UsageError("ADMIN_TOKEN is not set");
-    const request = await command.request(args, options);
+    const request = await command.request!(args, options);
     const response = await send(process.env.EXPERT_JOBS_URL || "http://127.0.0.1:3000", token, request);
     // DELETE answers 204 with no body: success shows only in the exit code.
     if (response.text !== "") (response.ok ? process.stdout : process.stderr).write(pretty(response.text) + "\n");
@@ -219,7 +246,8 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
     const cause = (error as Error).cause as Error | undefined;
-    process.stderr.write(`request failed: ${(error as Error).message}${cause?.message ? ` (${cause.message})` : ""}\n`);
+    const what = parseCommand(argv).command.run ? "failed" : "request failed";
+    process.stderr.write(`${what}: ${(error as Error).message}${cause?.message ? ` (${cause.message})` : ""}\n`);
     return 1;
   }
 }
