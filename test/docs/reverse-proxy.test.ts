@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { parse } from "yaml";
+import { freePort } from "../helpers/ports.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkpointBody, type Tenant } from "../helpers/fixtures.ts";
 import {
@@ -29,14 +30,6 @@ async function readmeBlock(language: string): Promise<string> {
   const match = new RegExp("```" + language + "\\n([\\s\\S]*?)```").exec(section);
   if (!match) throw new Error(`no ${language} block in README's Deploying section`);
   return match[1]!;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe("README's health checks", () => {

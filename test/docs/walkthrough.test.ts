@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import net from "node:net";
 import path from "node:path";
+import { freePort } from "../helpers/ports.ts";
 import { afterAll, describe, expect, it } from "vitest";
 import { createWorkingFolder } from "../helpers/working-folder.ts";
 import { createServerStore, type ServerStore } from "../reliability/helpers/server-process.ts";
@@ -14,14 +14,6 @@ async function walkthroughBlocks(): Promise<string[]> {
   const start = readme.indexOf("### Walkthrough");
   const section = readme.slice(start, readme.indexOf("\n##", start + 1));
   return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1]!);
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** bash in its own process group (so the test can end everything it started), collecting its output. */

@@ -5,21 +5,13 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { freePort } from "../helpers/ports.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, usingPostgres } from "../helpers/app.ts";
 import { createWorkingFolder } from "../helpers/working-folder.ts";
 import { createServerStore, runServerToExit, startServerProcess, type ExitedServer } from "../reliability/helpers/server-process.ts";
 
 const secretsKey = () => randomBytes(32).toString("base64");
-
-/** A port nothing listens on (taken from the kernel, then released). */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** The server's own line on stderr: exactly one, however the start failed. */
 function theOneLine(result: ExitedServer): string {
