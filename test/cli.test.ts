@@ -159,7 +159,7 @@ describe("cli", () => {
     const badTake = await cli(["org", "list", "--take", "0"]);
     expect(badTake.code).toBe(1);
     expect(JSON.parse(badTake.stderr)).toMatchObject({ code: 422 });
-  });
+  }, 120_000);
 
   it("deletes a stopped job, printing nothing, and refuses a running one with the 409 envelope", async () => {
     const tenant = await seedTenant(t.app);

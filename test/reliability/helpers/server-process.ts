@@ -91,7 +91,7 @@ export async function startServerProcess(
   store: Pick<ServerStore, "env">,
   /** Added to the store's environment; `undefined` leaves a variable out (ADMIN_TOKEN is set otherwise). */
   extraEnv: Record<string, string | undefined> = {},
-  { cwd }: { cwd?: string } = {},
+  { cwd, onLine: seeLine }: { cwd?: string; onLine?: (line: string) => void } = {},
 ): Promise<ServerProcess> {
   const folder = cwd === undefined ? await createWorkingFolder() : undefined;
   const env = serverEnv({ ADMIN_TOKEN, ...store.env, ...extraEnv });
@@ -109,6 +109,7 @@ export async function startServerProcess(
     const server: Partial<ServerProcess> = { child, output, exited };
     const onLine = (line: string) => {
       output.push(line);
+      seeLine?.(line);
       try {
         const parsed = JSON.parse(line) as { clientKey?: string; msg?: string } & Record<string, string>;
         if (parsed.clientKey) {
