@@ -144,7 +144,14 @@ export async function startServerProcess(
     );
     setTimeout(() => reject(new Error(`server was not ready within 90 s:\n${output.join("\n")}`)), 90_000).unref();
   });
-  return started;
+  const server = await started;
+  // A fresh process on a busy machine may shed load (503) for its first seconds: hand it over once /readyz passes.
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+    const ready = await fetch(`${server.url}/readyz`).catch(() => undefined);
+    if (ready?.status === 200) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return server;
 }
 
 export interface ExitedServer {
@@ -179,11 +186,18 @@ export async function seedThroughAdmin(server: ServerProcess): Promise<Tenant> {
   const bootstrap = server.bootstrap;
   if (!bootstrap) throw new Error("the server printed no keys: was the database empty?");
   const admin = async (method: string, url: string, body: unknown) => {
-    const response = await fetch(`${server.url}/api/admin/v1${url}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
+    const send = () =>
+      fetch(`${server.url}/api/admin/v1${url}`, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    // A fresh process on a busy machine may shed load for its first seconds (503, Retry-After): retry as a client would.
+    let response = await send();
+    for (let attempt = 0; response.status === 503 && attempt < 10; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000 * Number(response.headers.get("retry-after") ?? 1)));
+      response = await send();
+    }
     if (response.status !== 200) throw new Error(`${method} ${url}: ${response.status} ${await response.text()}`);
     return (await response.json()) as { data: Record<string, unknown> };
   };
