@@ -27,4 +27,4 @@ EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Node itself as PID 1 (not npm), so SIGTERM reaches the server's graceful shutdown.
-CMD ["node", "--import", "tsx", "src/server.ts"]
+CMD ["node", "--import", "./src/startup/require-node.mjs", "--import", "tsx", "src/server.ts"]

@@ -1,3 +1,4 @@
+import path from "node:path";
 import { defaultServerConditions } from "vite";
 import { defineConfig } from "vitest/config";
 
@@ -11,6 +12,7 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    reporters: ["default"],
+    // The default reporter only counts skipped tests; the second one lists them with their reasons.
+    reporters: ["default", path.join(import.meta.dirname, "test/reporters/skip-reasons.ts")],
   },
 });

@@ -5,6 +5,9 @@
  *
  *   EXPERT_JOBS_URL=http://127.0.0.1:3000 RUNTIME_KEY=<a runtime-scope key> npx tsx examples/runtime.ts
  *
+ * STEP_DELAY_MS=2000 makes each step take two seconds (as a model call would), so the steps can be
+ * watched arriving one by one on a stream or the dashboard.
+ *
  * The protocol (every request carries `Authorization: Bearer <runtime key>`):
  *
  * 1. `POST /api/studio/v1/expert_jobs/claim {waitMs}` long-polls for the oldest queued job of the key's
@@ -27,6 +30,7 @@
  *    taken back): drop it. A client's cancel makes a running job `canceling`; your next checkpoint
  *    post finishes the cancel (the job becomes canceled) and the one after that gets the 409.
  */
+import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { createId } from "@paralleldrive/cuid2";
 
@@ -37,6 +41,8 @@ export interface RuntimeConfig {
   key: string;
   /** How long one claim request waits for work. */
   waitMs?: number;
+  /** How long each step "thinks" before its checkpoint is posted (default 0). */
+  stepDelayMs?: number;
   log?: (message: string) => void;
 }
 
@@ -188,8 +194,12 @@ const jobStatusAfter: Record<StepResult["status"], string> = {
   stoppedByInteractiveTool: "requestInteractiveToolResult",
 };
 
-/** Runs one claimed job to its next stop, posting a checkpoint per step. */
-export async function runJob(client: RuntimeClient, claim: Claim, log: (message: string) => void = () => {}): Promise<string> {
+/** Runs one claimed job to its next stop, posting a checkpoint per step, each `stepDelayMs` after the last. */
+export async function runJob(
+  client: RuntimeClient,
+  claim: Claim,
+  { log = () => {}, stepDelayMs = 0 }: Pick<RuntimeConfig, "log" | "stepDelayMs"> = {},
+): Promise<string> {
   const { expertJob: job, checkpoint: resumed } = claim;
   const expert = { key: job.expert.key, name: job.expert.name, version: job.expert.version ?? "latest" };
   const runId = createId();
@@ -204,6 +214,8 @@ export async function runJob(client: RuntimeClient, claim: Claim, log: (message:
     let last: StepResult["status"] = "init";
     for (const step of plan(job, resumed)) {
       const startedAt = Date.now();
+      // Where a real runtime calls its model; the heartbeat above keeps the lease meanwhile.
+      if (stepDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, stepDelayMs));
       const result = step();
       messages = [...messages, ...result.newMessages];
       stepNumber += 1;
@@ -244,7 +256,7 @@ export async function runOnce(config: RuntimeConfig): Promise<string | undefined
   const claim = await client.claim(config.waitMs ?? 20_000);
   if (!claim) return undefined;
   config.log?.(`claimed job ${claim.expertJob.id}${claim.checkpoint ? ` at step ${claim.checkpoint.stepNumber}` : ""}`);
-  return runJob(client, claim, config.log);
+  return runJob(client, claim, config);
 }
 
 async function main() {
@@ -254,7 +266,12 @@ async function main() {
     console.error("Set RUNTIME_KEY to a runtime-scope API key (printed on the server's first start).");
     process.exit(1);
   }
-  const config: RuntimeConfig = { url, key, waitMs: 20_000, log: (message) => console.log(message) };
+  const stepDelayMs = Number(process.env.STEP_DELAY_MS ?? 0);
+  if (!Number.isInteger(stepDelayMs) || stepDelayMs < 0) {
+    console.error("STEP_DELAY_MS must be a whole number of milliseconds (0 or more).");
+    process.exit(1);
+  }
+  const config: RuntimeConfig = { url, key, waitMs: 20_000, stepDelayMs, log: (message) => console.log(message) };
   let stopping = false;
   process.once("SIGINT", () => {
     console.log("stopping after the current claim (Ctrl-C again to quit now)");
@@ -271,4 +288,5 @@ async function main() {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
+// Real paths on both sides: run through a symlinked folder, argv[1] is the link and import.meta.url the target.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) await main();

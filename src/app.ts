@@ -2,11 +2,11 @@ import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import multipart from "@fastify/multipart";
 import swagger from "@fastify/swagger";
-import scalar from "@scalar/fastify-api-reference";
+import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Config } from "./config.ts";
 import { authPlugin } from "./plugins/auth.ts";
-import { databasePlugin } from "./plugins/database.ts";
+import { databasePlugin, defaultConnectTimeoutMs } from "./plugins/database.ts";
 import { errorHandlerPlugin, sendError } from "./plugins/error-handler.ts";
 import { jobSweeperPlugin } from "./plugins/job-sweeper.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
@@ -22,6 +22,7 @@ import { checkpointStreamRoutes } from "./modules/checkpoints/checkpoint-stream.
 import { checkpointsRoutes } from "./modules/checkpoints/checkpoints.routes.ts";
 import { expertJobsRoutes } from "./modules/expert-jobs/expert-jobs.routes.ts";
 import { healthRoutes } from "./modules/health/health.routes.ts";
+import type { RetentionBatches } from "./modules/expert-jobs/job-retention.service.ts";
 import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
 
 type LimitSettings =
@@ -66,8 +67,10 @@ export interface BuildAppOptions {
   notifications?: NotificationsOptions;
   /** Stream delivery limits (defaults: `streamDeliveryDefaults`). */
   streamDelivery?: Partial<StreamDelivery>;
-  /** How often the job sweeper takes back expired leases and expires paused jobs (default 5 s). */
+  /** How often the job sweeper takes back expired leases, expires paused jobs and applies retention (default 5 s). */
   sweepIntervalMs?: number;
+  /** Retention's batches (default 50 jobs per transaction, 20 transactions per sweep). */
+  retentionBatches?: RetentionBatches;
   /** Requests per API key and window (default 1200 per minute); false turns the limit off. */
   rateLimit?: RateLimitOptions | false;
   /** Load shedding (503) when the event loop lags (default: mean delay over 5 s above 1000 ms); false: off. */
@@ -134,8 +137,9 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
       return sendError(reply, 400, "Malformed URL");
     },
     forceCloseConnections: true,
-    // Opening the database (PGlite's crash recovery, pending migrations) can outlast Fastify's 10 s default.
-    pluginTimeout: 120_000,
+    // Opening the database (waiting for PostgreSQL to come up, PGlite's crash recovery, pending migrations)
+    // can outlast Fastify's 10 s default.
+    pluginTimeout: 120_000 + (config.database.kind === "postgres" ? (config.database.connectTimeoutMs ?? defaultConnectTimeoutMs) : 0),
     // Requests arriving during shutdown get the error envelope from the request-drain plugin instead.
     return503OnClosing: false,
     connectionTimeout: timeouts.connectionTimeoutMs,
@@ -186,6 +190,14 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
         },
       },
       security: [{ bearer: [] }],
+      // The order of the docs page: the studio API first, operations last.
+      tags: [
+        { name: "expert jobs", description: "Start, read, continue and cancel jobs (client key)" },
+        { name: "checkpoints", description: "Read, list and stream a job's checkpoints (client key)" },
+        { name: "runtime", description: "Claim jobs, post checkpoints, report status (runtime key)" },
+        { name: "admin", description: "Organizations, applications, keys and experts (ADMIN_TOKEN)" },
+        { name: "operations", description: "Health and metrics (no key)" },
+      ],
     },
   });
 
@@ -201,7 +213,11 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   });
   await app.register(metricsPlugin);
   await app.register(authPlugin, { adminToken: config.adminToken });
-  await app.register(servicesPlugin, { secretsKey: config.secretsKey, leaseMs: config.leaseMs });
+  await app.register(servicesPlugin, {
+    secretsKey: config.secretsKey,
+    leaseMs: config.leaseMs,
+    retentionBatches: options.retentionBatches,
+  });
   await app.register(notificationsPlugin, options.notifications ?? {});
   await app.register(streamHubPlugin, {
     heartbeatMs: config.sseHeartbeatMs,
@@ -213,7 +229,7 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     observer: app.metrics.streamHub,
   });
   await app.register(runtimePlugin, { leaseMs: config.leaseMs, pausedJobTtlMs: config.pausedJobTtlMs });
-  await app.register(jobSweeperPlugin, { intervalMs: options.sweepIntervalMs ?? 5_000 });
+  await app.register(jobSweeperPlugin, { intervalMs: options.sweepIntervalMs ?? 5_000, jobRetentionMs: config.jobRetentionMs });
   // After the stream hub and the runtime: its preClose waits for what theirs leave in flight.
   await app.register(requestDrainPlugin, { timeoutMs: options.shutdownDrainMs ?? 1_500 });
 
@@ -239,7 +255,12 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   }
 
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
-  await app.register(scalar, { routePrefix: "/docs", configuration: { url: "/openapi.json" } });
+  // Swagger UI's files are served from node_modules: the page needs no network beyond this server.
+  await app.register(swaggerUi, {
+    routePrefix: "/docs",
+    theme: { title: "Expert Jobs API" },
+    uiConfig: { layout: "BaseLayout", deepLinking: true, docExpansion: "list", defaultModelsExpandDepth: 0 },
+  });
   await app.register(dashboardRoutes);
   return app;
 }

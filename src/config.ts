@@ -8,8 +8,10 @@ export const EnvSchema = Type.Object({
   PORT: IntegerString(3000, 0, 65535),
   HOST: Type.String({ default: "127.0.0.1", minLength: 1 }),
   DATABASE_URL: Type.Optional(Type.String({ pattern: "^postgres(ql)?://" })),
+  DATABASE_CONNECT_TIMEOUT_MS: IntegerString(30_000, 0),
   LEASE_MS: IntegerString(300_000, 1000),
   PAUSED_JOB_TTL_MS: IntegerString(7 * 24 * 60 * 60 * 1000, 1000),
+  JOB_RETENTION_DAYS: Type.Optional(Type.Integer({ minimum: 1, maximum: 36_500 })),
   BODY_LIMIT_BYTES: IntegerString(33_554_432, 1024),
   DATA_DIR: Type.String({ default: "./.data", minLength: 1 }),
   ADMIN_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
@@ -29,7 +31,8 @@ export const EnvSchema = Type.Object({
 });
 
 export type Database =
-  | { kind: "postgres"; url: string }
+  /** `connectTimeoutMs`: how long start-up retries a database that is not reachable yet (default 30 s). */
+  | { kind: "postgres"; url: string; connectTimeoutMs?: number }
   /** `initialData`: a PGlite data-dir dump to start from (tests start from a migrated copy). */
   | { kind: "pglite"; dataDir: string; initialData?: Blob };
 
@@ -39,6 +42,8 @@ export interface Config {
   database: Database;
   leaseMs: number;
   pausedJobTtlMs: number;
+  /** Finished jobs whose last change is older than this are deleted by the sweeper; unset: kept forever. */
+  jobRetentionMs?: number;
   bodyLimitBytes: number;
   dataDir: string;
   adminToken?: string;
@@ -64,6 +69,20 @@ export interface Config {
 
 export class ConfigError extends Error {}
 
+/**
+ * Reads `.env` from the working folder into the environment, if there is one (Node's own parser). A
+ * variable the environment already has, even empty, keeps its value: the real environment wins.
+ */
+export function loadEnvFile(file = ".env"): boolean {
+  try {
+    process.loadEnvFile(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw new ConfigError(`${file}: cannot be read (${(error as Error).message})`);
+  }
+}
+
 /** The only place that reads process.env. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const known = Object.fromEntries(
@@ -82,10 +101,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     port: values.PORT,
     host: values.HOST,
     database: values.DATABASE_URL
-      ? { kind: "postgres" as const, url: values.DATABASE_URL }
+      ? { kind: "postgres" as const, url: values.DATABASE_URL, connectTimeoutMs: values.DATABASE_CONNECT_TIMEOUT_MS }
       : { kind: "pglite" as const, dataDir: `${values.DATA_DIR.replace(/\/$/, "")}/pglite` },
     leaseMs: values.LEASE_MS,
     pausedJobTtlMs: values.PAUSED_JOB_TTL_MS,
+    jobRetentionMs: values.JOB_RETENTION_DAYS === undefined ? undefined : values.JOB_RETENTION_DAYS * 24 * 60 * 60 * 1000,
     bodyLimitBytes: values.BODY_LIMIT_BYTES,
     dataDir: values.DATA_DIR,
     adminToken: values.ADMIN_TOKEN,

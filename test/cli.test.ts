@@ -1,8 +1,12 @@
 import { spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { createId } from "@paralleldrive/cuid2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, startTestApp, type TestApp } from "./helpers/app.ts";
+import { jobInStatus, seedTenant } from "./helpers/fixtures.ts";
+import { createWorkingFolder } from "./helpers/working-folder.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
@@ -12,11 +16,14 @@ interface CliResult {
   stderr: string;
 }
 
-function runCli(args: string[], options: { env?: Record<string, string | undefined>; stdin?: string } = {}): Promise<CliResult> {
+function runCli(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; stdin?: string; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const env = { ...process.env, ...options.env };
     for (const [name, value] of Object.entries(env)) if (value === undefined) delete env[name];
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: root, env, timeout: 20_000 });
+    const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: options.cwd ?? root, env, timeout: 20_000 });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (chunk) => (stdout += chunk));
@@ -30,7 +37,7 @@ function runCli(args: string[], options: { env?: Record<string, string | undefin
 describe("cli", () => {
   let t: TestApp;
   let baseUrl: string;
-  let cli: (args: string[], options?: { env?: Record<string, string | undefined>; stdin?: string }) => Promise<CliResult>;
+  let cli: (args: string[], options?: { env?: Record<string, string | undefined>; stdin?: string; cwd?: string }) => Promise<CliResult>;
   /** Runs a command that must succeed and parses its stdout. */
   const cliJson = async (...args: string[]) => {
     const result = await cli(args);
@@ -43,15 +50,38 @@ describe("cli", () => {
       headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...init.headers },
     });
 
+  let folder: { dir: string; remove(): Promise<void> };
+
   beforeAll(async () => {
+    // A clean working folder: a developer's own .env in the repository must not reach the CLI.
+    folder = await createWorkingFolder();
     t = await startTestApp();
     await t.app.listen({ port: 0, host: "127.0.0.1" });
     const address = t.app.server.address();
     if (address === null || typeof address === "string") throw new Error("no TCP address");
     baseUrl = `http://127.0.0.1:${address.port}`;
-    cli = (args, options = {}) => runCli(args, { ...options, env: { EXPERT_JOBS_URL: baseUrl, ADMIN_TOKEN, ...options.env } });
+    cli = (args, options = {}) =>
+      runCli(args, { cwd: folder.dir, ...options, env: { EXPERT_JOBS_URL: baseUrl, ADMIN_TOKEN, ...options.env } });
   });
-  afterAll(async () => t.close());
+  afterAll(async () => {
+    await t.close();
+    await folder.remove();
+  });
+
+  it("reads ADMIN_TOKEN and EXPERT_JOBS_URL from a .env in the working folder; the environment wins", async () => {
+    const withEnvFile = await createWorkingFolder();
+    try {
+      await writeFile(path.join(withEnvFile.dir, ".env"), `ADMIN_TOKEN=${ADMIN_TOKEN}\nEXPERT_JOBS_URL=http://127.0.0.1:9\n`);
+      const fromFile = await cli(["org", "create", `dotenv-${createId().slice(0, 8)}`], {
+        cwd: withEnvFile.dir,
+        env: { ADMIN_TOKEN: undefined },
+      });
+      expect(fromFile, fromFile.stderr).toMatchObject({ code: 0 });
+      expect(JSON.parse(fromFile.stdout).data.organization.name).toMatch(/^dotenv-/);
+    } finally {
+      await withEnvFile.remove();
+    }
+  });
 
   it("bootstraps an organization, application, key, expert and provider key that start a job", async () => {
     const orgName = `acme-${createId().slice(0, 8)}`;
@@ -92,6 +122,57 @@ describe("cli", () => {
     });
     expect(start.status).toBe(200);
     expect((await start.json()).data.expertJob).toMatchObject({ status: "queued", expertKey: "writer@stable" });
+  });
+
+  it("lists organizations, applications, experts, API keys and provider keys as JSON, paged", async () => {
+    const organization = (await cliJson("org", "create", `list-${createId().slice(0, 8)}`)).organization;
+    const application = (await cliJson("app", "create", organization.id, "web")).application;
+    await cliJson("app", "create", organization.id, "batch");
+    const laptop = (await cliJson("key", "create", application.id, "client", "laptop")).apiKey;
+    await cliJson("key", "create", application.id, "runtime");
+    await cliJson("expert", "create", organization.id, "lister", "1.0.0", "Lists");
+    await cliJson("provider-key", "set", application.id, "google", "sk-google-listed");
+
+    const organizations = await cli(["org", "list", "--order", "desc", "--take", "1"]);
+    expect(JSON.parse(organizations.stdout)).toMatchObject({ data: { organizations: [organization] }, meta: { take: 1, skip: 0 } });
+    expect((await cliJson("app", "list", organization.id)).applications.map((entry: { name: string }) => entry.name)).toEqual([
+      "web",
+      "batch",
+    ]);
+    expect(
+      (await cliJson("app", "list", organization.id, "--skip", "1")).applications.map((entry: { name: string }) => entry.name),
+    ).toEqual(["batch"]);
+    expect((await cliJson("expert", "list", organization.id)).experts.map((expert: { key: string }) => expert.key)).toEqual([
+      "lister@1.0.0",
+    ]);
+    const keys = await cli(["key", "list", application.id]);
+    expect(keys.stdout).not.toContain(laptop.key);
+    expect(JSON.parse(keys.stdout).data.apiKeys.map((key: { scope: string; name?: string }) => [key.scope, key.name])).toEqual([
+      ["client", "laptop"],
+      ["runtime", undefined],
+    ]);
+    const providerKeys = await cli(["provider-key", "list", application.id]);
+    expect(providerKeys.stdout).not.toContain("sk-google-listed");
+    expect(JSON.parse(providerKeys.stdout).data.providerKeys).toEqual([
+      { provider: "google", createdAt: expect.any(String), updatedAt: expect.any(String) },
+    ]);
+    const badTake = await cli(["org", "list", "--take", "0"]);
+    expect(badTake.code).toBe(1);
+    expect(JSON.parse(badTake.stderr)).toMatchObject({ code: 422 });
+  }, 120_000);
+
+  it("deletes a stopped job, printing nothing, and refuses a running one with the 409 envelope", async () => {
+    const tenant = await seedTenant(t.app);
+    const { job } = await jobInStatus(t.app, tenant, "completed");
+    expect(await cli(["job", "delete", job.id])).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(await t.app.prisma.expertJob.count({ where: { id: job.id } })).toBe(0);
+    const running = (await jobInStatus(t.app, tenant, "processing")).job;
+    const refused = await cli(["job", "delete", running.id]);
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stderr)).toMatchObject({
+      code: 409,
+      reason: "Cannot delete a running job (status processing); cancel it first",
+    });
   });
 
   it("revokes a key, printing nothing, after which the key is refused", async () => {

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 
 /** The two things the runner needs from a connection; both `pg.Client` and PGlite provide them. */
 export interface MigrationConnection {
@@ -42,13 +43,37 @@ function checksums(script: string): string[] {
   return [sha256Hex(script), sha256Hex(script.replace(/\r\n/g, "\n")), sha256Hex(script.replace(/(?<!\r)\n/g, "\r\n"))];
 }
 
-export async function applyMigrations(db: MigrationConnection, migrationsDir = defaultMigrationsDir): Promise<MigrationResult> {
+/**
+ * Takes the migration lock, polling with `pg_try_advisory_lock` rather than waiting in `pg_advisory_lock`:
+ * a session blocked in that statement holds a snapshot, which a migration's CREATE INDEX CONCURRENTLY
+ * waits for, while it waits for the lock: a deadlock. Between attempts a waiting instance holds nothing.
+ */
+async function lockMigrations(db: MigrationConnection, onWait?: (waitedMs: number) => void): Promise<void> {
+  const started = Date.now();
+  let reported = started;
+  for (;;) {
+    const { rows } = await db.query(`SELECT pg_try_advisory_lock(${PRISMA_MIGRATE_ADVISORY_LOCK}) AS locked`);
+    if (rows[0]?.locked === true) return;
+    if (Date.now() - reported >= 10_000) {
+      reported = Date.now();
+      onWait?.(reported - started);
+    }
+    await sleep(200 + Math.random() * 300);
+  }
+}
+
+/** Applies pending migrations; `onWait` hears, every 10 s, that another process still holds the migration lock. */
+export async function applyMigrations(
+  db: MigrationConnection,
+  migrationsDir = defaultMigrationsDir,
+  onWait?: (waitedMs: number) => void,
+): Promise<MigrationResult> {
   const names = (await readdir(migrationsDir, { withFileTypes: true }))
     .filter((entry) => entry.isDirectory())
     .map((entry) => entry.name)
     .sort();
   const result: MigrationResult = { applied: [], warnings: [] };
-  await db.query(`SELECT pg_advisory_lock(${PRISMA_MIGRATE_ADVISORY_LOCK})`);
+  await lockMigrations(db, onWait);
   try {
     await db.exec(createMigrationsTable);
     const { rows } = await db.query(`SELECT migration_name, checksum, finished_at FROM "_prisma_migrations" WHERE rolled_back_at IS NULL`);

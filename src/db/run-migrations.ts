@@ -1,22 +1,22 @@
-import { mkdir } from "node:fs/promises";
-import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
-import { loadConfig } from "../config.ts";
+import { loadConfig, loadEnvFile } from "../config.ts";
+import { makeDirectory } from "../startup/data-dir.ts";
+import { connectWithRetry } from "./connect.ts";
 import { applyMigrations, pgMigrationConnection } from "./migrations.ts";
 
 // `npm run db:migrate`: applies pending migrations to DATABASE_URL, or to the PGlite in DATA_DIR.
+loadEnvFile();
 const { database } = loadConfig({ ...process.env, SECRETS_KEY: process.env.SECRETS_KEY || Buffer.alloc(32).toString("base64") });
 let result;
 if (database.kind === "postgres") {
-  const client = new pg.Client({ connectionString: database.url });
-  await client.connect();
+  const client = await connectWithRetry(database.url, { timeoutMs: database.connectTimeoutMs ?? 0 });
   try {
     result = await applyMigrations(pgMigrationConnection(client));
   } finally {
     await client.end();
   }
 } else {
-  await mkdir(database.dataDir, { recursive: true });
+  await makeDirectory(database.dataDir);
   const lite = await PGlite.create(database.dataDir);
   try {
     result = await applyMigrations(lite);

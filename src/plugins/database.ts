@@ -1,4 +1,3 @@
-import { mkdir } from "node:fs/promises";
 import fp from "fastify-plugin";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
@@ -7,8 +6,10 @@ import { PrismaPGlite } from "pglite-prisma-adapter";
 import type { FastifyBaseLogger } from "fastify";
 import { PrismaClient } from "../generated/prisma/client.ts";
 import type { Database } from "../config.ts";
+import { connectWithRetry } from "../db/connect.ts";
 import { applyMigrations, pgMigrationConnection } from "../db/migrations.ts";
 import { createSql, type Sql } from "../db/sql.ts";
+import { makeDirectory } from "../startup/data-dir.ts";
 
 export type DatabaseHandle = { kind: "postgres"; url: string; pool: pg.Pool } | { kind: "pglite"; lite: PGlite };
 
@@ -27,19 +28,30 @@ export interface OpenedDatabase {
   close(): Promise<void>;
 }
 
+/** How long start-up waits for PostgreSQL to accept connections by default (DATABASE_CONNECT_TIMEOUT_MS). */
+export const defaultConnectTimeoutMs = 30_000;
+
 /** Opens the database, applies pending migrations, and returns a Prisma client bound to it. */
 export async function openDatabase(database: Database, log: FastifyBaseLogger): Promise<OpenedDatabase> {
   if (database.kind === "postgres") {
+    // The first connection waits for a database that is still starting; it also runs the migrations.
+    const timeoutMs = database.connectTimeoutMs ?? defaultConnectTimeoutMs;
+    const client = await connectWithRetry(database.url, {
+      timeoutMs,
+      onRetry: (reason, delayMs) =>
+        log.warn(`database not reachable yet (${reason}); retrying in ${Math.round(delayMs)} ms, for up to ${timeoutMs} ms in all`),
+    });
+    try {
+      const result = await applyMigrations(pgMigrationConnection(client), undefined, (waitedMs) =>
+        log.info(`waiting ${Math.round(waitedMs / 1000)} s so far for another instance to finish migrating the database`),
+      );
+      reportMigrations(result, log);
+    } finally {
+      await client.end();
+    }
     const pool = new pg.Pool({ connectionString: database.url, max: 10, keepAlive: true });
     // An idle client dropped by the server (restart, pg_terminate_backend) must not crash the process.
     pool.on("error", (error) => log.warn({ err: error }, "idle database connection lost"));
-    const client = await pool.connect();
-    try {
-      const result = await applyMigrations(pgMigrationConnection(client));
-      reportMigrations(result, log);
-    } finally {
-      client.release();
-    }
     const prisma = new PrismaClient({ adapter: new PrismaPg(pool, { disposeExternalPool: false }) });
     return {
       prisma,
@@ -50,7 +62,7 @@ export async function openDatabase(database: Database, log: FastifyBaseLogger): 
       },
     };
   }
-  if (!database.dataDir.startsWith("memory://")) await mkdir(database.dataDir, { recursive: true });
+  if (!database.dataDir.startsWith("memory://")) await makeDirectory(database.dataDir);
   const lite = await PGlite.create(database.dataDir, database.initialData ? { loadDataDir: database.initialData } : {});
   reportMigrations(await applyMigrations(lite), log);
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });

@@ -2,15 +2,18 @@ import fp from "fastify-plugin";
 
 export interface JobSweeperOptions {
   intervalMs: number;
+  /** Finished jobs whose last change is older than this are deleted; undefined: none ever are. */
+  jobRetentionMs?: number;
 }
 
 /**
- * Periodically takes back jobs whose runtime went silent and expires paused jobs (RuntimeService.sweep).
+ * Periodically takes back jobs whose runtime went silent and expires paused jobs (RuntimeService.sweep),
+ * then, with a retention period, deletes finished jobs past it (JobRetentionService).
  * Every instance runs one; SKIP LOCKED keeps them from changing a job twice. Runs are chained with
  * setTimeout, never overlapping, and the last one finishes before the database closes.
  */
 export const jobSweeperPlugin = fp<JobSweeperOptions>(
-  async (app, { intervalMs }) => {
+  async (app, { intervalMs, jobRetentionMs }) => {
     let timer: NodeJS.Timeout | undefined;
     let running: Promise<void> | undefined;
     let closed = false;
@@ -19,8 +22,11 @@ export const jobSweeperPlugin = fp<JobSweeperOptions>(
       timer = setTimeout(() => {
         running = app.runtime
           .sweep()
-          .then((result) => {
+          .then(async (result) => {
             if (result.requeued + result.failed + result.canceled + result.expired > 0) app.log.info({ sweep: result }, "jobs swept");
+            if (jobRetentionMs === undefined) return;
+            const deleted = await app.jobRetention.deleteFinishedBefore(new Date(Date.now() - jobRetentionMs));
+            if (deleted > 0) app.log.info({ deleted, jobRetentionMs }, "finished jobs past retention deleted");
           })
           .catch((error: unknown) => app.log.error({ err: error }, "job sweep failed"))
           .finally(() => {
@@ -38,5 +44,5 @@ export const jobSweeperPlugin = fp<JobSweeperOptions>(
       await running;
     });
   },
-  { name: "job-sweeper", dependencies: ["runtime"], fastify: "5.x" },
+  { name: "job-sweeper", dependencies: ["runtime", "services"], fastify: "5.x" },
 );

@@ -144,6 +144,18 @@ export const metricsPlugin = fp(
       },
     });
 
+    new Counter({
+      name: "expert_jobs_jobs_deleted_total",
+      help: "Jobs this instance deleted with their checkpoints and messages, by reason: retention (JOB_RETENTION_DAYS) or admin.",
+      labelNames: ["reason"] as const,
+      registers,
+      collect() {
+        const deleted = app.jobRetention.deletedTotals;
+        this.reset();
+        for (const reason of ["retention", "admin"] as const) this.inc({ reason }, deleted[reason]);
+      },
+    });
+
     const database = app.database;
     // Embedded PGlite has no pool: these exist on PostgreSQL only.
     if (database.kind === "postgres") {

@@ -3,6 +3,7 @@ import { SecretBox } from "../lib/secrets.ts";
 import { AdminService } from "../modules/admin/admin.service.ts";
 import { CheckpointsService } from "../modules/checkpoints/checkpoints.service.ts";
 import { ExpertJobsService } from "../modules/expert-jobs/expert-jobs.service.ts";
+import { JobRetentionService, type RetentionBatches } from "../modules/expert-jobs/job-retention.service.ts";
 import { ExpertsService } from "../modules/experts/experts.service.ts";
 import { ProviderKeysService } from "../modules/provider-keys/provider-keys.service.ts";
 
@@ -13,16 +14,18 @@ declare module "fastify" {
     expertJobs: ExpertJobsService;
     checkpoints: CheckpointsService;
     admin: AdminService;
+    jobRetention: JobRetentionService;
   }
 }
 
 export interface ServicesOptions {
   secretsKey: Buffer;
   leaseMs: number;
+  retentionBatches?: RetentionBatches;
 }
 
 export const servicesPlugin = fp<ServicesOptions>(
-  async (app, { secretsKey, leaseMs }) => {
+  async (app, { secretsKey, leaseMs, retentionBatches }) => {
     const experts = new ExpertsService(app.prisma, app.sql);
     const providerKeys = new ProviderKeysService(app.prisma, new SecretBox(secretsKey));
     app.decorate("experts", experts);
@@ -30,6 +33,7 @@ export const servicesPlugin = fp<ServicesOptions>(
     app.decorate("expertJobs", new ExpertJobsService(app.prisma, experts, providerKeys));
     app.decorate("checkpoints", new CheckpointsService(app.prisma, experts, leaseMs, app.sql));
     app.decorate("admin", new AdminService(app.prisma, experts, providerKeys));
+    app.decorate("jobRetention", new JobRetentionService(app.prisma, retentionBatches));
   },
   { name: "services", dependencies: ["database"], fastify: "5.x" },
 );

@@ -164,5 +164,6 @@ export const adminExamples = {
     key: `ejk_${exampleIds.apiKey}_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8`,
     createdAt,
   },
+  apiKeySummary: { id: exampleIds.apiKey, applicationId: exampleIds.application, scope: "runtime" as const, name: "worker-1", createdAt },
   providerKey: { provider: "anthropic" as const, createdAt, updatedAt: createdAt },
 };

@@ -40,6 +40,25 @@ describe("parseEventStream", () => {
     }
   });
 
+  it("gives an event its own id only: `complete` after `id: 3` carries none", async () => {
+    expect(await parse(["id: 3\ndata: a\n\nevent: complete\ndata: b\n\n"])).toEqual([
+      { kind: "event", event: "message", data: "a", id: "3" },
+      { kind: "event", event: "complete", data: "b" },
+    ]);
+  });
+
+  it("reads a multi-MB event arriving in 1 KiB chunks intact", async () => {
+    const data = JSON.stringify({ text: "résumé ✓ ".repeat(400_000) });
+    const bytes = new TextEncoder().encode(`id: 9\nevent: message\ndata: ${data}\n\n`);
+    expect(bytes.length).toBeGreaterThan(4_000_000);
+    const chunks: Uint8Array[] = [];
+    for (let offset = 0; offset < bytes.length; offset += 1024) chunks.push(bytes.slice(offset, offset + 1024));
+    const items = await parse(chunks);
+    expect(items).toHaveLength(1);
+    expect(items[0]).toMatchObject({ kind: "event", event: "message", id: "9" });
+    expect((items[0] as { data: string }).data === data).toBe(true);
+  });
+
   it("drops events without data and an unterminated last event", async () => {
     expect(await parse(["event: nothing\n\n", "data: cut off"])).toEqual([]);
   });

@@ -28,12 +28,24 @@ describe("docker-compose.yml", () => {
     expect(url.hostname).toBe("postgres");
     expect(url.port).toBe("5432");
     expect(decodeURIComponent(url.username)).toBe(postgres.environment.POSTGRES_USER);
-    expect(decodeURIComponent(url.password)).toBe(postgres.environment.POSTGRES_PASSWORD);
+    expect(decodeURIComponent(url.password)).toBe("${POSTGRES_PASSWORD}");
     expect(url.pathname).toBe(`/${postgres.environment.POSTGRES_DB}`);
-    expect(env.SECRETS_KEY).toMatch(/^\$\{SECRETS_KEY(:?[-?].*)?\}$/);
+    // Required: compose refuses to start without them (`:?`), instead of running with a default.
+    expect(postgres.environment.POSTGRES_PASSWORD).toMatch(/^\$\{POSTGRES_PASSWORD:\?.+\}$/);
+    expect(env.SECRETS_KEY).toMatch(/^\$\{SECRETS_KEY:\?.+\}$/);
     expect(env.ADMIN_TOKEN).toMatch(/^\$\{ADMIN_TOKEN(:?[-?].*)?\}$/);
     expect(env.HOST).toBe("0.0.0.0");
-    expect(server.ports).toEqual([`${env.PORT}:${env.PORT}`]);
+    expect(server.ports).toEqual([`127.0.0.1:${env.PORT}:${env.PORT}`]);
+  });
+
+  it("publishes PostgreSQL on 127.0.0.1 only, and no password is written in the file", () => {
+    expect(postgres.ports).toEqual(["127.0.0.1:5432:5432"]);
+    for (const service of [postgres, server]) {
+      for (const value of Object.values(service.environment as Record<string, string>)) {
+        expect(value).not.toMatch(/postgres:postgres@|PASSWORD: postgres/);
+      }
+    }
+    expect(read("docker-compose.yml")).not.toMatch(/POSTGRES_PASSWORD: postgres\b/);
   });
 
   it("health-checks the server on /healthz at its port", () => {
@@ -63,18 +75,15 @@ describe("Dockerfile", () => {
     );
   });
 
-  it("runs as a non-root user, listens on 0.0.0.0, health-checks /healthz and starts the server with node", () => {
+  it("runs as a non-root user, listens on 0.0.0.0, health-checks /healthz and starts the server as npm start does, with node as PID 1", () => {
     const user = finalStage.findIndex((instruction) => instruction.keyword === "USER");
     expect(finalStage[user]?.args).toBe("node");
     expect(user).toBeLessThan(finalStage.findIndex((instruction) => instruction.keyword === "CMD"));
     expect(finalStage.find((instruction) => instruction.keyword === "ENV")?.args).toContain("HOST=0.0.0.0");
     expect(finalStage.find((instruction) => instruction.keyword === "HEALTHCHECK")?.args).toContain("/healthz");
-    expect(JSON.parse(finalStage.find((instruction) => instruction.keyword === "CMD")!.args)).toEqual([
-      "node",
-      "--import",
-      "tsx",
-      "src/server.ts",
-    ]);
+    const start = (JSON.parse(read("package.json")) as { scripts: { start: string } }).scripts.start;
+    expect(start.startsWith("node ")).toBe(true);
+    expect(JSON.parse(finalStage.find((instruction) => instruction.keyword === "CMD")!.args)).toEqual(start.split(" "));
   });
 
   it("copies only files that exist and that .dockerignore lets through", () => {

@@ -1,57 +1,34 @@
+import { createParser } from "eventsource-parser";
+
 export type SseItem = { kind: "event"; event: string; data: string; id?: string } | { kind: "comment"; text: string };
 
 /**
- * Parses a text/event-stream body (WHATWG HTML §9.2.6): any of CRLF, LF or CR ends a line, `data`
- * lines join with LF, a blank line dispatches, comments are reported so callers can see keep-alives.
- * Each chunk is scanned once, so a checkpoint of many megabytes arriving in small chunks stays linear.
+ * Parses a text/event-stream body (WHATWG HTML §9.2.6) with `eventsource-parser`, yielding events and
+ * comments (so callers can see keep-alives) as each chunk completes them. An unterminated last event
+ * is dropped, as EventSource drops it.
  */
 export async function* parseEventStream(body: ReadableStream<Uint8Array>): AsyncGenerator<SseItem, void, undefined> {
+  const parsed: SseItem[] = [];
+  const parser = createParser({
+    onEvent: ({ event, data, id }) => parsed.push({ kind: "event", event: event || "message", data, ...(id !== undefined && { id }) }),
+    onComment: (comment) => parsed.push({ kind: "comment", text: comment.trimStart() }),
+  });
   const reader = body.getReader();
   const decoder = new TextDecoder();
-  const lineBreak = /\r\n|\r|\n/g;
-  let partial = "";
-  let afterCR = false;
-  let event = "";
-  let data: string[] = [];
-  let id: string | undefined;
-
-  function* line(text: string): Generator<SseItem> {
-    if (text === "") {
-      if (data.length > 0) yield { kind: "event", event: event || "message", data: data.join("\n"), ...(id !== undefined && { id }) };
-      event = "";
-      data = [];
-      id = undefined;
-      return;
-    }
-    if (text.startsWith(":")) {
-      yield { kind: "comment", text: text.slice(1).trimStart() };
-      return;
-    }
-    const colon = text.indexOf(":");
-    const field = colon === -1 ? text : text.slice(0, colon);
-    const value = colon === -1 ? "" : text.slice(colon + (text[colon + 1] === " " ? 2 : 1));
-    if (field === "event") event = value;
-    else if (field === "data") data.push(value);
-    else if (field === "id" && !value.includes("\0")) id = value;
-  }
-
+  let endsWithCR = false;
   try {
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) return;
-      const text = decoder.decode(value, { stream: true });
-      // A CRLF split across chunks: its LF opens this one.
-      let start: number = afterCR && text.startsWith("\n") ? 1 : 0;
-      afterCR = false;
-      lineBreak.lastIndex = start;
-      for (let found = lineBreak.exec(text); found; found = lineBreak.exec(text)) {
-        const complete = partial + text.slice(start, found.index);
-        partial = "";
-        start = found.index + found[0].length;
-        afterCR = found[0] === "\r" && start === text.length;
-        yield* line(complete);
+      // The parser holds a last CR back in case an LF follows (CRLF is one line end): at the end there is none.
+      if (done) {
+        if (endsWithCR) parser.feed("\n");
+        yield* parsed.splice(0);
+        return;
       }
-      partial += text.slice(start);
+      const text = decoder.decode(value, { stream: true });
+      if (text !== "") endsWithCR = text.endsWith("\r");
+      parser.feed(text);
+      yield* parsed.splice(0);
     }
   } finally {
     await reader.cancel().catch(() => {});

@@ -1,5 +1,5 @@
 import { Type, type Static } from "@sinclair/typebox";
-import { ExpertDigestSchema, IdSchema, TimestampSchema } from "../../schemas/common.ts";
+import { IdSchema, PagingQuerySchema, TimestampSchema } from "../../schemas/common.ts";
 import { providers } from "../../lib/models.ts";
 
 const ResourceName = Type.String({ minLength: 1, maxLength: 255, pattern: "^[a-z0-9][a-z0-9_.-]*$" });
@@ -14,6 +14,15 @@ export const ApiKeySchema = Type.Object({
   name: Type.Optional(Type.String()),
   key: Type.String({ description: "Shown only in this response; only its hash is stored" }),
   createdAt: TimestampSchema,
+});
+/** An API key as listed: never its secret (only a hash of it is stored). */
+export const ApiKeySummarySchema = Type.Object({
+  id: IdSchema,
+  applicationId: IdSchema,
+  scope: ApiKeyScopeSchema,
+  name: Type.Optional(Type.String()),
+  createdAt: TimestampSchema,
+  revokedAt: Type.Optional(TimestampSchema),
 });
 export const ProviderSchema = Type.Union(providers.map((provider) => Type.Literal(provider)));
 export const ProviderKeySchema = Type.Object({ provider: ProviderSchema, createdAt: TimestampSchema, updatedAt: TimestampSchema });
@@ -45,7 +54,16 @@ export const PutProviderKeyBodySchema = Type.Object(
   { examples: [{ key: "sk-ant-api03-…" }] },
 );
 
+/** Admin lists: oldest first by default, paged like the studio API's lists. */
+export const AdminListQuerySchema = Type.Object({
+  take: PagingQuerySchema.take,
+  skip: PagingQuerySchema.skip,
+  order: PagingQuerySchema.order,
+});
+export type AdminListQuery = Static<typeof AdminListQuerySchema>;
+
 export const OrganizationParamsSchema = Type.Object({ organizationId: IdSchema });
 export const ApplicationParamsSchema = Type.Object({ applicationId: IdSchema });
 export const ApiKeyParamsSchema = Type.Object({ apiKeyId: IdSchema });
+export const ExpertJobParamsSchema = Type.Object({ expertJobId: IdSchema });
 export const ProviderKeyParamsSchema = Type.Object({ applicationId: IdSchema, provider: ProviderSchema });

@@ -6,9 +6,9 @@ import { generateApiKey } from "../../lib/secrets.ts";
 import { notifyApiKeyRevoked } from "../../db/channels.ts";
 import type { ApiKeyScope } from "../../plugins/auth.ts";
 import type { ExpertDigest } from "../../schemas/common.ts";
-import type { ExpertsService } from "../experts/experts.service.ts";
+import { toExpertDigest, type ExpertsService } from "../experts/experts.service.ts";
 import type { ProviderKeyInfo, ProviderKeysService } from "../provider-keys/provider-keys.service.ts";
-import type { RegisterExpertBody } from "./admin.schemas.ts";
+import type { AdminListQuery, RegisterExpertBody } from "./admin.schemas.ts";
 
 export interface OrganizationView {
   id: string;
@@ -26,6 +26,11 @@ export interface ApiKeyView {
   key: string;
   createdAt: string;
 }
+export type ApiKeySummary = Omit<ApiKeyView, "key"> & { revokedAt?: string };
+export interface Page<T> {
+  items: T[];
+  meta: { total: number; take: number; skip: number };
+}
 export interface BootstrapResult {
   organization: OrganizationView;
   application: ApplicationView;
@@ -34,6 +39,14 @@ export interface BootstrapResult {
 }
 
 const isUniqueViolation = (error: unknown) => error instanceof Prisma.PrismaClientKnownRequestError && error.code === "P2002";
+
+/** Oldest first (or newest, `order=desc`); the id breaks ties between rows created in the same millisecond. */
+const pageOf = (query: AdminListQuery) => ({
+  orderBy: [{ createdAt: query.order }, { id: query.order }],
+  take: query.take,
+  skip: query.skip,
+});
+const metaOf = (query: AdminListQuery, total: number) => ({ total, take: query.take, skip: query.skip });
 
 // Serialises first-start bootstrap across server instances sharing one database.
 const BOOTSTRAP_LOCK = 7_270_737;
@@ -111,6 +124,80 @@ export class AdminService {
   async deleteProviderKey(applicationId: string, provider: Provider): Promise<void> {
     await this.#requireApplication(applicationId);
     if (!(await this.providerKeys.delete(applicationId, provider))) throw new NotFoundError("Provider key not found");
+  }
+
+  async listOrganizations(query: AdminListQuery): Promise<Page<OrganizationView>> {
+    const [total, rows] = await this.prisma.$transaction([
+      this.prisma.organization.count(),
+      this.prisma.organization.findMany(pageOf(query)),
+    ]);
+    return {
+      items: rows.map((row) => ({ id: row.id, name: row.name, createdAt: row.createdAt.toISOString() })),
+      meta: metaOf(query, total),
+    };
+  }
+
+  async listApplications(organizationId: string, query: AdminListQuery): Promise<Page<ApplicationView>> {
+    await this.#requireOrganization(organizationId);
+    const where = { organizationId };
+    const [total, rows] = await this.prisma.$transaction([
+      this.prisma.application.count({ where }),
+      this.prisma.application.findMany({ where, ...pageOf(query) }),
+    ]);
+    return {
+      items: rows.map((row) => ({
+        id: row.id,
+        organizationId: row.organizationId,
+        name: row.name,
+        createdAt: row.createdAt.toISOString(),
+      })),
+      meta: metaOf(query, total),
+    };
+  }
+
+  /** Every registered version of every expert of the organization. */
+  async listExperts(organizationId: string, query: AdminListQuery): Promise<Page<ExpertDigest>> {
+    await this.#requireOrganization(organizationId);
+    const where = { organizationId };
+    const [total, rows] = await this.prisma.$transaction([
+      this.prisma.expert.count({ where }),
+      this.prisma.expert.findMany({
+        where,
+        ...pageOf(query),
+        include: { organization: { select: { id: true, name: true, createdAt: true } } },
+      }),
+    ]);
+    return { items: rows.map(toExpertDigest), meta: metaOf(query, total) };
+  }
+
+  /** Revoked keys included (with `revokedAt`); never a key's secret, which is not stored. */
+  async listApiKeys(applicationId: string, query: AdminListQuery): Promise<Page<ApiKeySummary>> {
+    await this.#requireApplication(applicationId);
+    const where = { applicationId };
+    const [total, rows] = await this.prisma.$transaction([
+      this.prisma.apiKey.count({ where }),
+      this.prisma.apiKey.findMany({
+        where,
+        ...pageOf(query),
+        select: { id: true, applicationId: true, scope: true, name: true, createdAt: true, revokedAt: true },
+      }),
+    ]);
+    return {
+      items: rows.map((row) => ({
+        id: row.id,
+        applicationId: row.applicationId,
+        scope: row.scope,
+        ...(row.name !== null && { name: row.name }),
+        createdAt: row.createdAt.toISOString(),
+        ...(row.revokedAt !== null && { revokedAt: row.revokedAt.toISOString() }),
+      })),
+      meta: metaOf(query, total),
+    };
+  }
+
+  async listProviderKeys(applicationId: string, query: AdminListQuery): Promise<Page<ProviderKeyInfo>> {
+    await this.#requireApplication(applicationId);
+    return this.providerKeys.list(applicationId, query);
   }
 
   /** On an empty database: organization and application `default`, one client and one runtime key. */

@@ -6,6 +6,9 @@ export const runningStatuses: ReadonlySet<ExpertJobStatus> = new Set(["queued", 
 export const isStopped = (status: ExpertJobStatus): boolean => !runningStatuses.has(status);
 
 /** Stopped, waiting for a continue; they expire after PAUSED_JOB_TTL_MS. */
+/** Jobs nothing will move on by itself: retention may delete them (paused jobs count once they expire). */
+export const finishedStatuses: readonly ExpertJobStatus[] = ["completed", "failed", "canceled", "expired"];
+
 export const pausedStatuses: ReadonlySet<ExpertJobStatus> = new Set(["requestInteractiveToolResult", "exceededMaxSteps"]);
 
 export const continuableStatuses: readonly ExpertJobStatus[] = [

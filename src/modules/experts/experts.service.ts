@@ -1,7 +1,8 @@
 import type { PrismaClient } from "../../generated/prisma/client.ts";
 import type { ExpertDigest } from "../../schemas/common.ts";
 import { newId } from "../../lib/ids.ts";
-import { compareSemver, isSemver } from "../../lib/semver.ts";
+import semver from "semver";
+import { RequestValidationError } from "../../errors.ts";
 import type { Sql } from "../../db/sql.ts";
 import { findExpertByKey, readExperts } from "./experts.sql.ts";
 
@@ -10,6 +11,9 @@ export interface ExpertKeyParts {
   version?: string;
   tag?: string;
 }
+
+/** Exactly a semver version (`semver.valid` also takes a leading `v` or spaces, and drops build metadata). */
+const isVersion = (text: string): boolean => semver.valid(text) === text.split("+")[0];
 
 const NAME_PATTERN = /^(@[a-z0-9][a-z0-9_-]*\/)?[a-z0-9][a-z0-9_-]*$/;
 const TAG_PATTERN = /^[a-z0-9][a-z0-9_.-]*$/;
@@ -21,7 +25,7 @@ export function parseExpertKey(key: string): ExpertKeyParts | undefined {
   const suffix = at === -1 ? undefined : key.slice(at + 1);
   if (!NAME_PATTERN.test(name)) return undefined;
   if (suffix === undefined) return { name, tag: "latest" };
-  if (isSemver(suffix)) return { name, version: suffix };
+  if (isVersion(suffix)) return { name, version: suffix };
   return TAG_PATTERN.test(suffix) ? { name, tag: suffix } : undefined;
 }
 
@@ -94,6 +98,10 @@ export class ExpertsService {
    * takes `latest` when it is the highest semver version of the expert.
    */
   async register(organizationId: string, input: RegisterExpertInput): Promise<ExpertDigest> {
+    // The schema checks the shape; semver also bounds each number (as npm does), so precedence is exact.
+    if (!isVersion(input.version)) {
+      throw new RequestValidationError([{ path: "/version", message: "must be a semver version with numbers up to 2^53 - 1" }]);
+    }
     return this.prisma.$transaction(async (tx) => {
       // Concurrent registrations of one expert would each see the other's version missing and both take `latest`.
       await tx.$executeRaw`SELECT pg_advisory_xact_lock(${EXPERT_REGISTRATION_LOCK}::int, hashtext(${`${organizationId}/${input.name}`}))`;
@@ -101,7 +109,7 @@ export class ExpertsService {
         where: { organizationId, name: input.name },
         select: { id: true, version: true, tags: true },
       });
-      const isNewest = siblings.every((sibling) => compareSemver(input.version, sibling.version) > 0);
+      const isNewest = siblings.every((sibling) => semver.gt(input.version, sibling.version));
       const tags = [...new Set(input.tags ?? (isNewest ? ["latest"] : []))];
       for (const sibling of siblings) {
         const kept = sibling.tags.filter((tag) => !tags.includes(tag));

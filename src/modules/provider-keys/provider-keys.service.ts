@@ -2,6 +2,14 @@ import type { PrismaClient } from "../../generated/prisma/client.ts";
 import type { Bytes, SecretBox } from "../../lib/secrets.ts";
 import type { Provider } from "../../lib/models.ts";
 
+interface StoredProviderKey {
+  applicationId: string;
+  provider: string;
+  ciphertext: Uint8Array;
+  iv: Uint8Array;
+  authTag: Uint8Array;
+}
+
 export interface ProviderKeyInfo {
   provider: Provider;
   createdAt: string;
@@ -30,6 +38,32 @@ export class ProviderKeysService {
     return { provider, createdAt: row.createdAt.toISOString(), updatedAt: row.updatedAt.toISOString() };
   }
 
+  /** The application's provider keys: which providers, since when (never the keys). */
+  async list(
+    applicationId: string,
+    page: { take: number; skip: number; order: "asc" | "desc" },
+  ): Promise<{ items: ProviderKeyInfo[]; meta: { total: number; take: number; skip: number } }> {
+    const where = { applicationId };
+    const [total, rows] = await this.prisma.$transaction([
+      this.prisma.providerKey.count({ where }),
+      this.prisma.providerKey.findMany({
+        where,
+        orderBy: [{ createdAt: page.order }, { provider: page.order }],
+        take: page.take,
+        skip: page.skip,
+        select: { provider: true, createdAt: true, updatedAt: true },
+      }),
+    ]);
+    return {
+      items: rows.map((row) => ({
+        provider: row.provider as Provider,
+        createdAt: row.createdAt.toISOString(),
+        updatedAt: row.updatedAt.toISOString(),
+      })),
+      meta: { total, take: page.take, skip: page.skip },
+    };
+  }
+
   async delete(applicationId: string, provider: Provider): Promise<boolean> {
     const { count } = await this.prisma.providerKey.deleteMany({ where: { applicationId, provider } });
     return count > 0;
@@ -43,9 +77,59 @@ export class ProviderKeysService {
   async reveal(applicationId: string, provider: Provider): Promise<string | undefined> {
     const row = await this.prisma.providerKey.findUnique({ where: { applicationId_provider: { applicationId, provider } } });
     if (!row) return undefined;
-    return this.secrets.decrypt(
-      { ciphertext: Buffer.from(row.ciphertext) as Bytes, iv: Buffer.from(row.iv) as Bytes, authTag: Buffer.from(row.authTag) as Bytes },
-      this.#associatedData(applicationId, provider),
+    return this.#decrypt(row, this.secrets);
+  }
+
+  /**
+   * Re-encrypts every stored provider key from the `previous` secrets key to this service's, in one
+   * transaction. Keys this service's key already opens are left alone, so running it again is harmless;
+   * a key that neither opens stops it with nothing changed.
+   */
+  async reencryptFrom(previous: SecretBox): Promise<{ reencrypted: number; alreadyCurrent: number }> {
+    return this.prisma.$transaction(
+      async (tx) => {
+        await tx.$executeRaw`SELECT 1 FROM provider_key FOR UPDATE`;
+        const rows = await tx.providerKey.findMany({ orderBy: [{ applicationId: "asc" }, { provider: "asc" }] });
+        const result = { reencrypted: 0, alreadyCurrent: 0 };
+        const unreadable: string[] = [];
+        for (const row of rows) {
+          if (this.#tryDecrypt(row, this.secrets) !== undefined) {
+            result.alreadyCurrent++;
+            continue;
+          }
+          const plaintext = this.#tryDecrypt(row, previous);
+          if (plaintext === undefined) {
+            unreadable.push(`${row.applicationId}/${row.provider}`);
+            continue;
+          }
+          const encrypted = this.secrets.encrypt(plaintext, this.#associatedData(row.applicationId, row.provider as Provider));
+          await tx.providerKey.update({
+            where: { applicationId_provider: { applicationId: row.applicationId, provider: row.provider } },
+            data: { ciphertext: encrypted.ciphertext, iv: encrypted.iv, authTag: encrypted.authTag },
+          });
+          result.reencrypted++;
+        }
+        if (unreadable.length > 0) {
+          throw new Error(`neither key opens the provider keys of ${unreadable.join(", ")}: nothing was changed`);
+        }
+        return result;
+      },
+      { timeout: 120_000 },
     );
+  }
+
+  #decrypt(row: StoredProviderKey, secrets: SecretBox): string {
+    return secrets.decrypt(
+      { ciphertext: Buffer.from(row.ciphertext) as Bytes, iv: Buffer.from(row.iv) as Bytes, authTag: Buffer.from(row.authTag) as Bytes },
+      this.#associatedData(row.applicationId, row.provider as Provider),
+    );
+  }
+
+  #tryDecrypt(row: StoredProviderKey, secrets: SecretBox): string | undefined {
+    try {
+      return this.#decrypt(row, secrets);
+    } catch {
+      return undefined;
+    }
   }
 }

@@ -10,7 +10,7 @@ const UNKNOWN_ID = "zzzzzzzzzzzzzzzzzzzzzzzz";
 const unauthorized = { code: 401, error: "Unauthorized", reason: "Failed to authenticate" };
 const issues = expect.arrayContaining([{ path: expect.any(String), message: expect.any(String) }]);
 
-type Method = "POST" | "PUT" | "DELETE";
+type Method = "GET" | "POST" | "PUT" | "DELETE";
 
 /** `token: null` sends no Authorization header. */
 function admin(app: FastifyInstance, token: string | null = ADMIN_TOKEN) {
@@ -97,6 +97,11 @@ describe("admin API", () => {
   afterAll(async () => t.close());
 
   const endpoints = (): Array<[Method, string, unknown]> => [
+    ["GET", "/organizations", undefined],
+    ["GET", `/organizations/${org.id}/applications`, undefined],
+    ["GET", `/organizations/${org.id}/experts`, undefined],
+    ["GET", `/applications/${application.id}/api_keys`, undefined],
+    ["GET", `/applications/${application.id}/provider_keys`, undefined],
     ["POST", "/organizations", { name: uniqueName("org") }],
     ["POST", `/organizations/${org.id}/applications`, { name: uniqueName("app") }],
     ["POST", `/applications/${application.id}/api_keys`, { scope: "client" }],
@@ -421,9 +426,24 @@ describe("admin API", () => {
         expect(await tagsByVersion(app, org.id, "climber")).toEqual({ "1.9.0": [], "1.10.0": ["latest"] });
       });
 
-      it("moves `latest` between versions whose numbers are beyond 2^53", async () => {
-        await registerExpert(app, org.id, { name: "huge", version: "9007199254740993.0.0" });
-        expect((await registerExpert(app, org.id, { name: "huge", version: "9007199254740994.0.0" })).tags).toEqual(["latest"]);
+      it("moves `latest` up to numbers of 2^53 - 1, and refuses larger ones (422, as npm does)", async () => {
+        await registerExpert(app, org.id, { name: "huge", version: "9007199254740990.0.0" });
+        expect((await registerExpert(app, org.id, { name: "huge", version: "9007199254740991.0.0" })).tags).toEqual(["latest"]);
+        const tooLarge = await admin(app).post(`/organizations/${org.id}/experts`, {
+          name: "huge",
+          version: "9007199254740993.0.0",
+          description: "Too large",
+        });
+        expect(tooLarge.statusCode).toBe(422);
+        expect(tooLarge.json().reason).toEqual([{ path: "/version", message: "must be a semver version with numbers up to 2^53 - 1" }]);
+      });
+
+      it("orders pre-releases and ignores build metadata, by semver precedence", async () => {
+        for (const version of ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1"]) {
+          expect((await registerExpert(app, org.id, { name: "prerelease", version })).tags, version).toEqual(["latest"]);
+        }
+        expect((await registerExpert(app, org.id, { name: "prerelease", version: "1.0.0+build.5" })).tags).toEqual(["latest"]);
+        expect((await registerExpert(app, org.id, { name: "prerelease", version: "1.0.0-rc.2" })).tags).toEqual([]);
       });
 
       it("does not give `latest` to a lower version registered later", async () => {

@@ -112,6 +112,22 @@ describe("the runtime loop end to end", () => {
       expect(await runOnce({ url: base, key: owner.runtimeKey, waitMs: 50 })).toBeUndefined();
     });
 
+    it("waits stepDelayMs (STEP_DELAY_MS) before each step, so the steps can be watched arriving", async () => {
+      const owner = await seedTenant(t.app);
+      const job = await startJob(t.app, owner, { query: "Slowly" });
+      expect(await runOnce({ url: base, key: owner.runtimeKey, waitMs: 1_000, stepDelayMs: 400 })).toBe("completed");
+      const checkpoints = (await api(t.app, owner.clientKey).get(`/expert_jobs/${job.id}/checkpoints/`)).json().data.checkpoints;
+      const steps = checkpoints.map((checkpoint: { startedAt: string; finishedAt: string }) => ({
+        startedAt: Date.parse(checkpoint.startedAt),
+        finishedAt: Date.parse(checkpoint.finishedAt),
+      }));
+      expect(steps).toHaveLength(3);
+      // Each step lasts the delay (where a model call would be), and they come one after the other.
+      for (const step of steps) expect(step.finishedAt - step.startedAt).toBeGreaterThanOrEqual(400);
+      for (let index = 1; index < steps.length; index++)
+        expect(steps[index]!.startedAt).toBeGreaterThanOrEqual(steps[index - 1]!.finishedAt);
+    });
+
     it("runs a job to completion with init, proceeding and completed checkpoints", async () => {
       const owner = await seedTenant(t.app);
       const job = await startJob(t.app, owner, { query: "Say hello" });

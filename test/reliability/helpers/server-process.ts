@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -7,6 +8,7 @@ import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { ADMIN_TOKEN, createTestDatabase, usingPostgres } from "../../helpers/app.ts";
 import type { Tenant } from "../../helpers/fixtures.ts";
+import { createWorkingFolder } from "../../helpers/working-folder.ts";
 import type { ExpertDigest } from "../../../src/schemas/common.ts";
 
 const root = path.resolve(import.meta.dirname, "../../..");
@@ -62,25 +64,39 @@ export interface ServerProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** `node --import tsx src/server.ts`, the way `npm start` runs it, on a free port; resolves once it listens. */
+// `npm start` is a node command: run it with this node, without npm in between (signals reach the server).
+const startArguments = (JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")) as { scripts: { start: string } }).scripts.start
+  .split(" ")
+  .slice(1);
+
+/** The environment a server process gets: nothing of the test runner's own (no DATABASE_URL leaking in). */
+const serverEnv = (extraEnv: Record<string, string | undefined>): Record<string, string> =>
+  Object.fromEntries(
+    Object.entries({
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      PORT: "0",
+      HOST: "127.0.0.1",
+      LOG_LEVEL: "info",
+      ...extraEnv,
+    }).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  );
+
+/**
+ * `npm start`'s node command, on a free port; resolves once it is ready. `cwd` is the working folder
+ * (where `.env` is read and a relative DATA_DIR lands); by default a fresh one, so a developer's own
+ * `.env` in the repository never reaches a test.
+ */
 export async function startServerProcess(
-  store: ServerStore,
-  extraEnv: Record<string, string> = {},
-  /** Node options before the entry point (e.g. --cpu-prof). */
-  nodeOptions: string[] = [],
+  store: Pick<ServerStore, "env">,
+  /** Added to the store's environment; `undefined` leaves a variable out (ADMIN_TOKEN is set otherwise). */
+  extraEnv: Record<string, string | undefined> = {},
+  { cwd, onLine: seeLine }: { cwd?: string; onLine?: (line: string) => void } = {},
 ): Promise<ServerProcess> {
-  const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? "/tmp",
-    PORT: "0",
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "info",
-    ADMIN_TOKEN,
-    ...store.env,
-    ...extraEnv,
-  };
-  const child = spawn(process.execPath, [...nodeOptions, "--import", "tsx", "src/server.ts"], {
-    cwd: root,
+  const folder = cwd === undefined ? await createWorkingFolder() : undefined;
+  const env = serverEnv({ ADMIN_TOKEN, ...store.env, ...extraEnv });
+  const child = spawn(process.execPath, startArguments, {
+    cwd: cwd ?? folder!.dir,
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -88,10 +104,12 @@ export async function startServerProcess(
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
   );
+  void exited.then(() => folder?.remove());
   const started = new Promise<ServerProcess>((resolve, reject) => {
     const server: Partial<ServerProcess> = { child, output, exited };
     const onLine = (line: string) => {
       output.push(line);
+      seeLine?.(line);
       try {
         const parsed = JSON.parse(line) as { clientKey?: string; msg?: string } & Record<string, string>;
         if (parsed.clientKey) {
@@ -103,7 +121,9 @@ export async function startServerProcess(
           };
         }
         const listening = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(parsed.msg ?? "");
-        if (listening) resolve({ ...(server as ServerProcess), url: listening[1]! });
+        if (listening) server.url = listening[1]!;
+        // After the first start's keys, if any: they are printed once the server listens.
+        if (parsed.msg?.startsWith("Server ready")) resolve(server as ServerProcess);
       } catch {
         // not JSON
       }
@@ -119,10 +139,46 @@ export async function startServerProcess(
         }
       });
     }
-    void exited.then(({ code, signal }) => reject(new Error(`server exited before listening (${code ?? signal}):\n${output.join("\n")}`)));
-    setTimeout(() => reject(new Error(`server did not listen within 90 s:\n${output.join("\n")}`)), 90_000).unref();
+    void exited.then(({ code, signal }) =>
+      reject(new Error(`server exited before it was ready (${code ?? signal}):\n${output.join("\n")}`)),
+    );
+    setTimeout(() => reject(new Error(`server was not ready within 90 s:\n${output.join("\n")}`)), 90_000).unref();
   });
-  return started;
+  const server = await started;
+  // A fresh process on a busy machine may shed load (503) for its first seconds: hand it over once /readyz passes.
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline;) {
+    const ready = await fetch(`${server.url}/readyz`).catch(() => undefined);
+    if (ready?.status === 200) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  return server;
+}
+
+export interface ExitedServer {
+  code: number | null;
+  stdout: string[];
+  stderr: string[];
+}
+
+/**
+ * `npm start` with `env` (and nothing of the runner's environment), run until it exits; a start that
+ * is still running after `timeoutMs` is killed and reported as a failure: start-up must never hang.
+ */
+export async function runServerToExit(env: Record<string, string>, { timeoutMs = 60_000 } = {}): Promise<ExitedServer> {
+  const folder = await createWorkingFolder();
+  const child = spawn("npm", ["start"], { cwd: folder.dir, env: serverEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+  const collect = (stream: NodeJS.ReadableStream) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    return () => Buffer.concat(chunks).toString().split("\n").filter(Boolean);
+  };
+  const [stdout, stderr] = [collect(child.stdout!), collect(child.stderr!)];
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const code = await new Promise<number | null>((resolve) => child.once("exit", (exitCode) => resolve(exitCode)));
+  clearTimeout(timer);
+  await folder.remove();
+  if (code === null) throw new Error(`npm start was still running after ${timeoutMs} ms:\n${[...stdout(), ...stderr()].join("\n")}`);
+  return { code, stdout: stdout(), stderr: stderr() };
 }
 
 /** The first start's keys plus an expert and a provider key, registered through the admin API. */
@@ -130,11 +186,18 @@ export async function seedThroughAdmin(server: ServerProcess): Promise<Tenant> {
   const bootstrap = server.bootstrap;
   if (!bootstrap) throw new Error("the server printed no keys: was the database empty?");
   const admin = async (method: string, url: string, body: unknown) => {
-    const response = await fetch(`${server.url}/api/admin/v1${url}`, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
+    const send = () =>
+      fetch(`${server.url}/api/admin/v1${url}`, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    // A fresh process on a busy machine may shed load for its first seconds (503, Retry-After): retry as a client would.
+    let response = await send();
+    for (let attempt = 0; response.status === 503 && attempt < 10; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000 * Number(response.headers.get("retry-after") ?? 1)));
+      response = await send();
+    }
     if (response.status !== 200) throw new Error(`${method} ${url}: ${response.status} ${await response.text()}`);
     return (await response.json()) as { data: Record<string, unknown> };
   };
