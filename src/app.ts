@@ -5,6 +5,8 @@ import swagger from "@fastify/swagger";
 import scalar from "@scalar/fastify-api-reference";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Config } from "./config.ts";
+import { RequestValidationError } from "./errors.ts";
+import { unstorableJson } from "./lib/json-limits.ts";
 import { authPlugin } from "./plugins/auth.ts";
 import { databasePlugin } from "./plugins/database.ts";
 import { errorHandlerPlugin, sendError } from "./plugins/error-handler.ts";
@@ -136,14 +138,21 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     reply.header("x-request-id", request.id);
   });
 
-  // The Perstack client sends `Content-Type: application/json` on every request, bodiless ones included.
-  const parseJson = app.getDefaultJsonParser("error", "error");
+  // `__proto__` and `constructor` are keys like any other (JSON.parse makes them own properties, never a
+  // prototype): tool arguments and results may carry them, and they are kept exactly as posted.
+  const parseJson = app.getDefaultJsonParser("ignore", "ignore");
   // Only JSON and multipart/form-data bodies exist in this API; anything else is a 415.
   app.removeContentTypeParser(["application/json", "text/plain"]);
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
     const text = body.toString();
+    // The Perstack client sends `Content-Type: application/json` on every request, bodiless ones included.
     if (text.trim() === "") return done(null, undefined);
-    parseJson(request, text, done);
+    parseJson(request, text, (error, parsed) => {
+      if (error) return done(error, undefined);
+      const issue = unstorableJson(parsed);
+      if (issue) return done(new RequestValidationError([issue]), undefined);
+      done(null, parsed);
+    });
   });
   await app.register(multipart, {
     attachFieldsToBody: "keyValues",

@@ -119,7 +119,7 @@ export interface JobUpdate {
   pausedAt: Date | null;
 }
 
-/** The `jsonb` columns as Postgres stores them (key order, numbers): the reply shows them exactly as GET will. */
+/** The JSON columns as Postgres stores them (`jsonb` normalises key order and numbers): the reply shows them exactly as GET will. */
 export interface StoredJsonb {
   action: string;
   usage: string;
@@ -165,7 +165,7 @@ export async function storeCheckpoint(
       INSERT INTO checkpoint (expert_job_id, id, seq, run_id, step_number, status, expert_id, expert_key, action, skill_name, tool_name,
         delegate_to, delegated_by, message_runs, input_messages, new_messages, tool_call, tool_result, usage, context_window,
         context_window_usage, started_at, finished_at, resumed_from_checkpoint_id, content_hash, created_at, updated_at)
-      SELECT $1, $2, $3, $4, $5, $6::checkpoint_status, $7, $8, $9::jsonb, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb,
+      SELECT $1, $2, $3, $4, $5, $6::checkpoint_status, $7, $8, $9::json, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb,
         $15::json, $16::json, $17::json, $18::json, $19::jsonb, $20::float8, $21::float8, $22::timestamptz, $23::timestamptz, $24,
         decode($25, 'hex'), $26::timestamptz, $26::timestamptz
       FROM updated
