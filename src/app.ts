@@ -10,6 +10,7 @@ import { unstorableJson } from "./lib/json-limits.ts";
 import { authPlugin } from "./plugins/auth.ts";
 import { databasePlugin } from "./plugins/database.ts";
 import { errorHandlerPlugin, sendError } from "./plugins/error-handler.ts";
+import { inputTypesPlugin } from "./plugins/input-types.ts";
 import { jobSweeperPlugin } from "./plugins/job-sweeper.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import { notificationsPlugin, type NotificationsOptions } from "./plugins/notifications.ts";
@@ -131,7 +132,8 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
       const incoming = request.headers["x-request-id"];
       return typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
-    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, useDefaults: true, allErrors: false } },
+    // No coercion: query strings and form fields are converted to their types by the input-types plugin.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.addHook("onRequest", async (request, reply) => {
@@ -177,6 +179,7 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   });
 
   await app.register(errorHandlerPlugin);
+  await app.register(inputTypesPlugin);
   await app.register(databasePlugin, { database: config.database });
   // After the database opened: its start-up (migrations, PGlite's WebAssembly) is not load to shed.
   await app.register(protectionPlugin, {

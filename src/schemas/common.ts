@@ -9,6 +9,16 @@ export const IdSchema = Type.String({
   examples: ["test12345678901234567890"],
 });
 
+/**
+ * Marks a number field a JSON body may also send as a numeric string (src/plugins/input-types.ts): the
+ * contract types continue's `temperature`, `maxSteps` and `maxRetries` as strings, and clients send either.
+ */
+export const acceptsNumericString = Symbol("acceptsNumericString");
+
+export function numericString<T extends object>(schema: T): T {
+  return Object.assign(schema, { [acceptsNumericString]: true });
+}
+
 export const TimestampSchema = Type.String({ format: "date-time" });
 
 export const UsageSchema = Type.Object({
