@@ -32,3 +32,6 @@ export class RequestValidationError extends Error {
     super(issues.map((issue) => `${issue.path} ${issue.message}`).join("; "));
   }
 }
+
+/** A state the server must not start in; `message` is the one line the entry point prints before it exits. */
+export class StartupError extends Error {}

@@ -4,6 +4,7 @@ import path from "node:path";
 import closeWithGrace from "close-with-grace";
 import { appLimits, buildApp } from "./app.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
+import { StartupError } from "./errors.ts";
 
 /** With PGlite and no SECRETS_KEY, the key lives beside the data it protects (created once, mode 600). */
 async function resolveSecretsKey(config: Config): Promise<Buffer> {
@@ -20,6 +21,17 @@ async function resolveSecretsKey(config: Config): Promise<Buffer> {
   return key;
 }
 
+/** A state the server must not start in ends the process with its one line on stderr, not a stack trace. */
+async function startOrExit<T>(start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (error) {
+    if (!(error instanceof StartupError)) throw error;
+    console.error(error.message);
+    process.exit(1);
+  }
+}
+
 async function main() {
   let config: Config;
   try {
@@ -31,7 +43,7 @@ async function main() {
     }
     throw error;
   }
-  const app = await buildApp({ ...config, secretsKey: await resolveSecretsKey(config) }, appLimits(config));
+  const app = await startOrExit(async () => buildApp({ ...config, secretsKey: await resolveSecretsKey(config) }, appLimits(config)));
 
   closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, "shutting down after an error");

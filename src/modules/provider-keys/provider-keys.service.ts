@@ -1,4 +1,4 @@
-import type { PrismaClient } from "../../generated/prisma/client.ts";
+import type { Prisma, PrismaClient } from "../../generated/prisma/client.ts";
 import type { Bytes, SecretBox } from "../../lib/secrets.ts";
 import type { Provider } from "../../lib/models.ts";
 
@@ -40,12 +40,22 @@ export class ProviderKeysService {
     return count > 0;
   }
 
-  async reveal(applicationId: string, provider: Provider): Promise<string | undefined> {
-    const row = await this.prisma.providerKey.findUnique({ where: { applicationId_provider: { applicationId, provider } } });
+  /** The key in plaintext; in the caller's transaction when given, so a key that fails to decrypt rolls back what the caller did. */
+  async reveal(
+    applicationId: string,
+    provider: Provider,
+    db: Prisma.TransactionClient | PrismaClient = this.prisma,
+  ): Promise<string | undefined> {
+    const row = await db.providerKey.findUnique({ where: { applicationId_provider: { applicationId, provider } } });
     if (!row) return undefined;
-    return this.secrets.decrypt(
-      { ciphertext: Buffer.from(row.ciphertext) as Bytes, iv: Buffer.from(row.iv) as Bytes, authTag: Buffer.from(row.authTag) as Bytes },
-      this.#associatedData(applicationId, provider),
-    );
+    try {
+      return this.secrets.decrypt(
+        { ciphertext: Buffer.from(row.ciphertext) as Bytes, iv: Buffer.from(row.iv) as Bytes, authTag: Buffer.from(row.authTag) as Bytes },
+        this.#associatedData(applicationId, provider),
+      );
+    } catch (error) {
+      // Logged (masked as a 500): the check at start-up makes this a row written with another key, or altered.
+      throw new Error(`the ${provider} key of application ${applicationId} cannot be decrypted with this SECRETS_KEY`, { cause: error });
+    }
   }
 }
