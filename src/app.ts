@@ -86,9 +86,36 @@ export const serverTimeouts: ServerTimeouts = {
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
-/** Log lines never carry credentials: `Authorization` is not logged and `access_token` is masked in URLs. */
+/** Percent-decoding until nothing changes (`%2561` is `%61` is `a`); a malformed escape ends it. */
+function decodedFully(text: string): string {
+  let current = text;
+  for (let round = 0; round < 4; round++) {
+    let next: string;
+    try {
+      next = decodeURIComponent(current.replaceAll("+", " "));
+    } catch {
+      return current;
+    }
+    if (next === current) return current;
+    current = next;
+  }
+  return current;
+}
+
+// An API key's id part (`ejk_<24 chars>`), or the stream's token parameter, however it is spelled.
+const CREDENTIAL = /access.?token|ejk_[a-z0-9]{24}/i;
+
+/**
+ * Log lines never carry credentials: `Authorization` is not logged, and every part of a URL (path segment
+ * or query parameter) that, once decoded, names `access_token` or holds an API key is masked, whatever its
+ * spelling: `access%5Ftoken=`, `%61ccess_token=`, `;access_token=`, `access_token%3D…`, a key in another parameter.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&]access_token=)[^&#]*/gi, "$1[REDACTED]");
+  return url.replace(/[^/?&;#]+/g, (part) => {
+    const decoded = decodedFully(part);
+    if (!CREDENTIAL.test(decoded)) return part;
+    return /access.?token/i.test(decoded) ? "access_token=[REDACTED]" : "[REDACTED]";
+  });
 }
 
 export function loggerOptions(level: string): Exclude<FastifyServerOptions["logger"], boolean | undefined> {
