@@ -7,7 +7,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Config } from "./config.ts";
 import { RequestValidationError } from "./errors.ts";
 import { unstorableJson } from "./lib/json-limits.ts";
-import { authPlugin } from "./plugins/auth.ts";
+import { authPlugin, type AuthFailureLimit } from "./plugins/auth.ts";
 import { databasePlugin } from "./plugins/database.ts";
 import { errorHandlerPlugin, sendError } from "./plugins/error-handler.ts";
 import { inputTypesPlugin } from "./plugins/input-types.ts";
@@ -28,15 +28,19 @@ import { healthRoutes } from "./modules/health/health.routes.ts";
 import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
 
 /** The limits of RATE_LIMIT_PER_MINUTE and MAX_STREAMS_PER_KEY reach the app as `BuildAppOptions` (see `appLimits`). */
-export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | "rateLimitPerMinute" | "maxStreamsPerKey"> & { secretsKey: Buffer };
+export type AppConfig = Omit<
+  Config,
+  "secretsKey" | "port" | "host" | "rateLimitPerMinute" | "maxStreamsPerKey" | "authFailuresPerMinute"
+> & { secretsKey: Buffer };
 
 /** The protection limits the environment sets, as app options. */
 export function appLimits(
-  config: Pick<Config, "rateLimitPerMinute" | "maxStreamsPerKey">,
-): Pick<BuildAppOptions, "rateLimit" | "maxStreamsPerKey"> {
+  config: Pick<Config, "rateLimitPerMinute" | "maxStreamsPerKey" | "authFailuresPerMinute">,
+): Pick<BuildAppOptions, "rateLimit" | "maxStreamsPerKey" | "authFailureLimit"> {
   return {
     rateLimit: config.rateLimitPerMinute === 0 ? false : { max: config.rateLimitPerMinute, timeWindowMs: 60_000 },
     maxStreamsPerKey: config.maxStreamsPerKey,
+    authFailureLimit: config.authFailuresPerMinute === 0 ? false : { max: config.authFailuresPerMinute, timeWindowMs: 60_000 },
   };
 }
 
@@ -55,6 +59,8 @@ export interface BuildAppOptions {
   underPressure?: UnderPressureOptions | false;
   /** Open streams per API key and instance (default 100). */
   maxStreamsPerKey?: number;
+  /** Failed authentications per client address and window before 429 (default 30 per minute); false: off. */
+  authFailureLimit?: AuthFailureLimit | false;
   /** How long a stream keeps retrying reads while the database is unreachable before it sends `event: error` (default 30 s). */
   streamReadRetryWindowMs?: number;
   /** HTTP server timeouts (defaults: `serverTimeouts`). */
@@ -142,6 +148,7 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
       return sendError(reply, 400, "Malformed URL");
     },
     forceCloseConnections: true,
+    ...(config.trustProxy !== undefined && { trustProxy: config.trustProxy }),
     // Opening the database (PGlite's crash recovery, pending migrations) can outlast Fastify's 10 s default.
     pluginTimeout: 120_000,
     // Requests arriving during shutdown get the error envelope from the request-drain plugin instead.
@@ -217,7 +224,10 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     bodyLimitBytes: config.bodyLimitBytes,
   });
   await app.register(metricsPlugin);
-  await app.register(authPlugin, { adminToken: config.adminToken });
+  await app.register(authPlugin, {
+    adminToken: config.adminToken,
+    failureLimit: options.authFailureLimit ?? { max: 30, timeWindowMs: 60_000 },
+  });
   await app.register(servicesPlugin, { secretsKey: config.secretsKey, leaseMs: config.leaseMs });
   await app.register(notificationsPlugin, options.notifications ?? {});
   await app.register(streamHubPlugin, {

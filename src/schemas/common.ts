@@ -113,6 +113,12 @@ export const ErrorResponses = {
   403: errorEnvelope(403, "Forbidden", Type.String(), "The API key's scope does not allow this endpoint"),
   404: errorEnvelope(404, "Not Found", Type.String(), "Not found"),
   409: errorEnvelope(409, "Conflict", Type.String(), "Conflicts with the resource's current state"),
+  429: errorEnvelope(
+    429,
+    "Too Many Requests",
+    Type.String(),
+    "Too many requests for this API key, or too many failed authentications from this address (see Retry-After)",
+  ),
   422: errorEnvelope(
     422,
     "Validation Failed",

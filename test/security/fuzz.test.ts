@@ -240,7 +240,13 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
 
   beforeAll(async () => {
     prototypeKeys = Object.getOwnPropertyNames(Object.prototype).sort();
-    t = await startTestApp({ rateLimit: false, underPressure: false, config: { bodyLimitBytes: BODY_LIMIT }, captureLogs: "error" });
+    t = await startTestApp({
+      rateLimit: false,
+      authFailureLimit: false,
+      underPressure: false,
+      config: { bodyLimitBytes: BODY_LIMIT },
+      captureLogs: "error",
+    });
     tenant = await seedTenant(t.app, { providers: ["anthropic", "openai"] });
     stranger = await seedTenant(t.app);
     sibling = await seedSiblingApplication(t.app, tenant);
