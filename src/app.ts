@@ -9,7 +9,7 @@ import { RequestValidationError } from "./errors.ts";
 import { unstorableJson } from "./lib/json-limits.ts";
 import { authPlugin, type AuthFailureLimit } from "./plugins/auth.ts";
 import { databasePlugin } from "./plugins/database.ts";
-import { errorHandlerPlugin, sendError } from "./plugins/error-handler.ts";
+import { clientErrorHandler, errorHandlerPlugin, expectationFailed, sendError } from "./plugins/error-handler.ts";
 import { inputTypesPlugin } from "./plugins/input-types.ts";
 import { jobSweeperPlugin } from "./plugins/job-sweeper.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
@@ -139,14 +139,15 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   const app = Fastify({
     ...(options.loggerInstance ? { loggerInstance: options.loggerInstance } : { logger: options.logger ?? loggerOptions(config.logLevel) }),
     bodyLimit: config.bodyLimitBytes,
-    // Long enough that any over-long id reaches schema validation (422) rather than the router's 414.
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 16_384 },
+    // Longer path parameters get 422 from the router (below); URLs past 16 KiB meet Node's header limit first (431).
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1_024 },
     // What the router rejects before any hook runs (a malformed URL) still gets the envelope and a request id.
     frameworkErrors: (error, request, reply) => {
       reply.header("x-request-id", request.id);
       if (error.code === "FST_ERR_MAX_PARAM_LENGTH") return sendError(reply, 422, [{ path: "/params", message: "is too long" }]);
       return sendError(reply, 400, "Malformed URL");
     },
+    clientErrorHandler,
     forceCloseConnections: true,
     ...(config.trustProxy !== undefined && { trustProxy: config.trustProxy }),
     // Opening the database (PGlite's crash recovery, pending migrations) can outlast Fastify's 10 s default.
@@ -157,6 +158,8 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     requestTimeout: timeouts.requestTimeoutMs,
     keepAliveTimeout: timeouts.keepAliveTimeoutMs,
     http: {
+      // The onRequest hook below answers a missing Host itself, in the envelope (Node's own 400 has no body).
+      requireHostHeader: false,
       headersTimeout: timeouts.headersTimeoutMs,
       requestTimeout: timeouts.requestTimeoutMs,
       connectionsCheckingInterval: timeouts.checkIntervalMs,
@@ -170,8 +173,11 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
+  app.server.on("checkExpectation", expectationFailed);
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 clients may leave it out.
+    if (request.headers.host === undefined && request.raw.httpVersion === "1.1") return sendError(reply, 400, "Missing Host header");
   });
 
   // `__proto__` and `constructor` are keys like any other (JSON.parse makes them own properties, never a
