@@ -172,7 +172,17 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     // No coercion: query strings and form fields are converted to their types by the input-types plugin.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  try {
+    await setUp(app, config, options);
+  } catch (error) {
+    // A start-up that fails midway (a SECRETS_KEY that does not match) closes what it opened: the database, its lock.
+    await app.close().catch(() => {});
+    throw error;
+  }
+  return app;
+}
 
+async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppOptions): Promise<void> {
   app.server.on("checkExpectation", expectationFailed);
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
@@ -273,5 +283,4 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await app.register(scalar, { routePrefix: "/docs", configuration: { url: "/openapi.json" } });
   await app.register(dashboardRoutes);
-  return app;
 }

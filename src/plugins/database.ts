@@ -1,4 +1,3 @@
-import { mkdir } from "node:fs/promises";
 import fp from "fastify-plugin";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
@@ -7,6 +6,7 @@ import { PrismaPGlite } from "pglite-prisma-adapter";
 import type { FastifyBaseLogger } from "fastify";
 import { PrismaClient } from "../generated/prisma/client.ts";
 import type { Database } from "../config.ts";
+import { openPGliteFolder } from "../db/data-dir-lock.ts";
 import { applyMigrations, pgMigrationConnection } from "../db/migrations.ts";
 import { createSql, type Sql } from "../db/sql.ts";
 
@@ -50,9 +50,15 @@ export async function openDatabase(database: Database, log: FastifyBaseLogger): 
       },
     };
   }
-  if (!database.dataDir.startsWith("memory://")) await mkdir(database.dataDir, { recursive: true });
-  const lite = await PGlite.create(database.dataDir, database.initialData ? { loadDataDir: database.initialData } : {});
-  reportMigrations(await applyMigrations(lite), log);
+  const lock = await openPGliteFolder(database.dataDir);
+  let lite: PGlite;
+  try {
+    lite = await PGlite.create(database.dataDir, database.initialData ? { loadDataDir: database.initialData } : {});
+    reportMigrations(await applyMigrations(lite), log);
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });
   return {
     prisma,
@@ -60,6 +66,7 @@ export async function openDatabase(database: Database, log: FastifyBaseLogger): 
     async close() {
       await prisma.$disconnect();
       await lite.close();
+      await lock?.release();
     },
   };
 }
