@@ -6,7 +6,7 @@ import scalar from "@scalar/fastify-api-reference";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Config } from "./config.ts";
 import { RequestValidationError } from "./errors.ts";
-import { unstorableJson } from "./lib/json-limits.ts";
+import { MAX_JSON_DEPTH, unstorableJson } from "./lib/json-limits.ts";
 import { authPlugin, type AuthFailureLimit } from "./plugins/auth.ts";
 import { databasePlugin } from "./plugins/database.ts";
 import { clientErrorHandler, errorHandlerPlugin, expectationFailed, sendError } from "./plugins/error-handler.ts";
@@ -217,7 +217,14 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
       info: {
         title: "Expert Jobs API",
         version: "1.0.0",
-        description: "Self-hosted implementation of the Perstack Studio expert jobs API.",
+        description:
+          "Self-hosted implementation of the Perstack Studio expert jobs API.\n\n" +
+          "Every error is `{code, error, reason}`, also those raised before routing: 400 (malformed HTTP, a missing Host), " +
+          "408 (a request that does not arrive in time), 413 (a body over BODY_LIMIT_BYTES), 415 (neither JSON nor " +
+          `multipart/form-data), 417 (an unsupported Expect), 431 (request line and headers over 16 KiB). JSON bodies may nest ` +
+          `${MAX_JSON_DEPTH} levels and hold numbers within a double's range (422 beyond); types are strict (422), except ` +
+          "query strings and form fields, read in JSON number syntax. 429: too many requests for an API key, or too many " +
+          "failed authentications from one address (AUTH_FAILURES_PER_MINUTE).",
       },
       components: {
         securitySchemes: {

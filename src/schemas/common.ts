@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { MAX_JSON_DEPTH } from "../lib/json-limits.ts";
 import { errorReasonExamples } from "./examples.ts";
 
 export const IdSchema = Type.String({
@@ -123,7 +124,9 @@ export const ErrorResponses = {
     422,
     "Validation Failed",
     Type.Array(Type.Object({ path: Type.String(), message: Type.String() })),
-    "Request body, query or path parameter schema validation failed",
+    "Request body, query or path parameter schema validation failed; also a JSON body nesting deeper than " +
+      `${MAX_JSON_DEPTH} levels of arrays and objects, a number past a double's range (1e400), or U+0000 or a lone ` +
+      "surrogate in a field stored as text. `reason` lists `{path, message}`",
   ),
 } as const;
 

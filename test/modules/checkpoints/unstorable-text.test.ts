@@ -30,20 +30,20 @@ const withRaw = (body: unknown, raw: string) => JSON.stringify(body).replace('"_
 const nestedText = (levels: number) => "[".repeat(levels) + '"bottom"' + "]".repeat(levels);
 const nested = (levels: number): unknown => JSON.parse(nestedText(levels));
 
+let t: TestApp;
+let tenant: Tenant;
+let runtime: Api;
+let client: Api;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  tenant = await seedTenant(t.app);
+  runtime = api(t.app, tenant.runtimeKey);
+  client = api(t.app, tenant.clientKey);
+});
+afterAll(async () => t.close());
+
 describe("text Postgres cannot hold as it is, in a checkpoint: stored and answered exactly as posted", () => {
-  let t: TestApp;
-  let tenant: Tenant;
-  let runtime: Api;
-  let client: Api;
-
-  beforeAll(async () => {
-    t = await startTestApp();
-    tenant = await seedTenant(t.app);
-    runtime = api(t.app, tenant.runtimeKey);
-    client = api(t.app, tenant.clientKey);
-  });
-  afterAll(async () => t.close());
-
   /** Posts, then reads it back by id and in the list: all three must carry the same checkpoint; then the job takes its next step. */
   async function postAndReadBack(jobId: string, body: Json): Promise<Json> {
     const posted = await runtime.post(`/expert_jobs/${jobId}/checkpoints/`, body);
@@ -174,19 +174,6 @@ describe("text Postgres cannot hold as it is, in a checkpoint: stored and answer
 });
 
 describe("what cannot be stored as posted: 422 naming the path, nothing stored", () => {
-  let t: TestApp;
-  let tenant: Tenant;
-  let runtime: Api;
-  let client: Api;
-
-  beforeAll(async () => {
-    t = await startTestApp();
-    tenant = await seedTenant(t.app);
-    runtime = api(t.app, tenant.runtimeKey);
-    client = api(t.app, tenant.clientKey);
-  });
-  afterAll(async () => t.close());
-
   async function expectRejected(
     post: () => Promise<{ statusCode: number; body: string; json(): any }>,
     path: string | RegExp,
