@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MAX_JSON_DEPTH } from "../../../src/lib/json-limits.ts";
 import { startTestApp, ADMIN_TOKEN, type TestApp } from "../../helpers/app.ts";
 import { databaseDigest } from "../../helpers/database-digest.ts";
+import { openSse } from "../../helpers/sse.ts";
 import {
   api,
   checkpointBody,
@@ -137,6 +138,24 @@ describe("text Postgres cannot hold as it is, in a checkpoint: stored and answer
       }),
     );
     expect(completed.action).toEqual({ type: "attemptCompletion", result: `All done ${text}` });
+  });
+
+  it("streams them exactly as GET answers them", async () => {
+    const job = await startJob(t.app, tenant);
+    const toolCall = { id: "call_1", skillName: `skill ${LONE}`, toolName: `tool ${NUL}`, args: { q: REVERSED } };
+    const first = await postAndReadBack(job.id, checkpointBody(tenant, { toolCall, toolResult: toolResultFor(toolCall, LONE) }));
+    const delegateTo = { expert: expertRef(tenant.expert), toolCallId: `call ${NUL}`, toolName: `helper ${LONE}`, query: `Sub ${LONE}` };
+    const second = await postAndReadBack(job.id, checkpointBody(tenant, { stepNumber: 2, status: "stoppedByDelegate", delegateTo }));
+    const base = await t.app.listen({ port: 0, host: "127.0.0.1" });
+    const stream = await openSse(`${base}/api/studio/v1/expert_jobs/${job.id}/checkpoints/stream`, {
+      authorization: `Bearer ${tenant.clientKey}`,
+    });
+    try {
+      const events = await stream.waitFor(2);
+      expect(events.map((event) => JSON.parse(event.data))).toEqual([first, second]);
+    } finally {
+      stream.close();
+    }
   });
 
   it("keeps __proto__ and constructor keys in tool arguments and messages as data, and pollutes nothing", async () => {
