@@ -44,7 +44,8 @@ describe("one process per PGlite folder (DATA_DIR)", () => {
     const job = await startJob(first.app, tenant);
     expect((await api(first.app, tenant.clientKey).get(`/expert_jobs/${job.id}`)).statusCode).toBe(200);
     expect(JSON.parse(await readFile(`${folder}.lock`, "utf8")).pid).toBe(process.pid);
-  });
+    // A fresh PGlite folder runs initdb and every migration: seconds, more on a busy machine.
+  }, 120_000);
 
   it("takes over a lock whose process is gone, or one left by an earlier process with this pid; releases it on close", async () => {
     const store = await pgliteStore();
