@@ -5,9 +5,12 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { Config } from "./config.ts";
-import { authPlugin } from "./plugins/auth.ts";
+import { RequestValidationError } from "./errors.ts";
+import { MAX_JSON_DEPTH, unstorableJson } from "./lib/json-limits.ts";
+import { authPlugin, type AuthFailureLimit } from "./plugins/auth.ts";
 import { databasePlugin, defaultConnectTimeoutMs } from "./plugins/database.ts";
-import { errorHandlerPlugin, sendError } from "./plugins/error-handler.ts";
+import { clientErrorHandler, errorHandlerPlugin, expectationFailed, sendError } from "./plugins/error-handler.ts";
+import { inputTypesPlugin } from "./plugins/input-types.ts";
 import { jobSweeperPlugin } from "./plugins/job-sweeper.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import { notificationsPlugin, type NotificationsOptions } from "./plugins/notifications.ts";
@@ -26,16 +29,25 @@ import type { RetentionBatches } from "./modules/expert-jobs/job-retention.servi
 import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
 
 type LimitSettings =
-  "rateLimitPerMinute" | "maxStreamsPerKey" | "sseStallTimeoutMs" | "sseMaxLagEvents" | "sseBatchBytes" | "sseCacheBytes";
+  | "rateLimitPerMinute"
+  | "maxStreamsPerKey"
+  | "authFailuresPerMinute"
+  | "sseStallTimeoutMs"
+  | "sseMaxLagEvents"
+  | "sseBatchBytes"
+  | "sseCacheBytes";
 
-/** The limits the environment sets (RATE_LIMIT_PER_MINUTE, MAX_STREAMS_PER_KEY, SSE_*) reach the app as `BuildAppOptions` (see `appLimits`). */
+/** The limits the environment sets (RATE_LIMIT_PER_MINUTE, MAX_STREAMS_PER_KEY, AUTH_FAILURES_PER_MINUTE, SSE_*) reach the app as `BuildAppOptions` (see `appLimits`). */
 export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | LimitSettings> & { secretsKey: Buffer };
 
 /** The protection limits the environment sets, as app options. */
-export function appLimits(config: Pick<Config, LimitSettings>): Pick<BuildAppOptions, "rateLimit" | "maxStreamsPerKey" | "streamDelivery"> {
+export function appLimits(
+  config: Pick<Config, LimitSettings>,
+): Pick<BuildAppOptions, "rateLimit" | "maxStreamsPerKey" | "authFailureLimit" | "streamDelivery"> {
   return {
     rateLimit: config.rateLimitPerMinute === 0 ? false : { max: config.rateLimitPerMinute, timeWindowMs: 60_000 },
     maxStreamsPerKey: config.maxStreamsPerKey,
+    authFailureLimit: config.authFailuresPerMinute === 0 ? false : { max: config.authFailuresPerMinute, timeWindowMs: 60_000 },
     streamDelivery: {
       stallTimeoutMs: config.sseStallTimeoutMs,
       maxLagEvents: config.sseMaxLagEvents,
@@ -77,6 +89,8 @@ export interface BuildAppOptions {
   underPressure?: UnderPressureOptions | false;
   /** Open streams per API key and instance (default 100). */
   maxStreamsPerKey?: number;
+  /** Failed authentications per client address and window before 429 (default 30 per minute); false: off. */
+  authFailureLimit?: AuthFailureLimit | false;
   /** How long a stream keeps retrying reads while the database is unreachable before it sends `event: error` (default 30 s). */
   streamReadRetryWindowMs?: number;
   /** HTTP server timeouts (defaults: `serverTimeouts`). */
@@ -108,9 +122,36 @@ export const serverTimeouts: ServerTimeouts = {
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
-/** Log lines never carry credentials: `Authorization` is not logged and `access_token` is masked in URLs. */
+/** Percent-decoding until nothing changes (`%2561` is `%61` is `a`); a malformed escape ends it. */
+function decodedFully(text: string): string {
+  let current = text;
+  for (let round = 0; round < 4; round++) {
+    let next: string;
+    try {
+      next = decodeURIComponent(current.replaceAll("+", " "));
+    } catch {
+      return current;
+    }
+    if (next === current) return current;
+    current = next;
+  }
+  return current;
+}
+
+// An API key's id part (`ejk_<24 chars>`), or the stream's token parameter, however it is spelled.
+const CREDENTIAL = /access.?token|ejk_[a-z0-9]{24}/i;
+
+/**
+ * Log lines never carry credentials: `Authorization` is not logged, and every part of a URL (path segment
+ * or query parameter) that, once decoded, names `access_token` or holds an API key is masked, whatever its
+ * spelling: `access%5Ftoken=`, `%61ccess_token=`, `;access_token=`, `access_token%3D…`, a key in another parameter.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&]access_token=)[^&#]*/gi, "$1[REDACTED]");
+  return url.replace(/[^/?&;#]+/g, (part) => {
+    const decoded = decodedFully(part);
+    if (!CREDENTIAL.test(decoded)) return part;
+    return /access.?token/i.test(decoded) ? "access_token=[REDACTED]" : "[REDACTED]";
+  });
 }
 
 export function loggerOptions(level: string): Exclude<FastifyServerOptions["logger"], boolean | undefined> {
@@ -128,15 +169,17 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   const app = Fastify({
     ...(options.loggerInstance ? { loggerInstance: options.loggerInstance } : { logger: options.logger ?? loggerOptions(config.logLevel) }),
     bodyLimit: config.bodyLimitBytes,
-    // Long enough that any over-long id reaches schema validation (422) rather than the router's 414.
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 16_384 },
+    // Longer path parameters get 422 from the router (below); URLs past 16 KiB meet Node's header limit first (431).
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1_024 },
     // What the router rejects before any hook runs (a malformed URL) still gets the envelope and a request id.
     frameworkErrors: (error, request, reply) => {
       reply.header("x-request-id", request.id);
       if (error.code === "FST_ERR_MAX_PARAM_LENGTH") return sendError(reply, 422, [{ path: "/params", message: "is too long" }]);
       return sendError(reply, 400, "Malformed URL");
     },
+    clientErrorHandler,
     forceCloseConnections: true,
+    ...(config.trustProxy !== undefined && { trustProxy: config.trustProxy }),
     // Opening the database (waiting for PostgreSQL to come up, PGlite's crash recovery, pending migrations)
     // can outlast Fastify's 10 s default.
     pluginTimeout: 120_000 + (config.database.kind === "postgres" ? (config.database.connectTimeoutMs ?? defaultConnectTimeoutMs) : 0),
@@ -146,6 +189,8 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     requestTimeout: timeouts.requestTimeoutMs,
     keepAliveTimeout: timeouts.keepAliveTimeoutMs,
     http: {
+      // The onRequest hook below answers a missing Host itself, in the envelope (Node's own 400 has no body).
+      requireHostHeader: false,
       headersTimeout: timeouts.headersTimeoutMs,
       requestTimeout: timeouts.requestTimeoutMs,
       connectionsCheckingInterval: timeouts.checkIntervalMs,
@@ -155,21 +200,42 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
       const incoming = request.headers["x-request-id"];
       return typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     },
-    ajv: { customOptions: { coerceTypes: "array", removeAdditional: false, useDefaults: true, allErrors: false } },
+    // No coercion: query strings and form fields are converted to their types by the input-types plugin.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+  try {
+    await setUp(app, config, options);
+  } catch (error) {
+    // A start-up that fails midway (a SECRETS_KEY that does not match) closes what it opened: the database, its lock.
+    await app.close().catch(() => {});
+    throw error;
+  }
+  return app;
+}
 
+async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppOptions): Promise<void> {
+  app.server.on("checkExpectation", expectationFailed);
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
+    // HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 clients may leave it out.
+    if (request.headers.host === undefined && request.raw.httpVersion === "1.1") return sendError(reply, 400, "Missing Host header");
   });
 
-  // The Perstack client sends `Content-Type: application/json` on every request, bodiless ones included.
-  const parseJson = app.getDefaultJsonParser("error", "error");
+  // `__proto__` and `constructor` are keys like any other (JSON.parse makes them own properties, never a
+  // prototype): tool arguments and results may carry them, and they are kept exactly as posted.
+  const parseJson = app.getDefaultJsonParser("ignore", "ignore");
   // Only JSON and multipart/form-data bodies exist in this API; anything else is a 415.
   app.removeContentTypeParser(["application/json", "text/plain"]);
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
     const text = body.toString();
+    // The Perstack client sends `Content-Type: application/json` on every request, bodiless ones included.
     if (text.trim() === "") return done(null, undefined);
-    parseJson(request, text, done);
+    parseJson(request, text, (error, parsed) => {
+      if (error) return done(error, undefined);
+      const issue = unstorableJson(parsed);
+      if (issue) return done(new RequestValidationError([issue]), undefined);
+      done(null, parsed);
+    });
   });
   await app.register(multipart, {
     attachFieldsToBody: "keyValues",
@@ -182,7 +248,14 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
       info: {
         title: "Expert Jobs API",
         version: "1.0.0",
-        description: "Self-hosted implementation of the Perstack Studio expert jobs API.",
+        description:
+          "Self-hosted implementation of the Perstack Studio expert jobs API.\n\n" +
+          "Every error is `{code, error, reason}`, also those raised before routing: 400 (malformed HTTP, a missing Host), " +
+          "408 (a request that does not arrive in time), 413 (a body over BODY_LIMIT_BYTES), 415 (neither JSON nor " +
+          `multipart/form-data), 417 (an unsupported Expect), 431 (request line and headers over 16 KiB). JSON bodies may nest ` +
+          `${MAX_JSON_DEPTH} levels and hold numbers within a double's range (422 beyond); types are strict (422), except ` +
+          "query strings and form fields, read in JSON number syntax. 429: too many requests for an API key, or too many " +
+          "failed authentications from one address (AUTH_FAILURES_PER_MINUTE).",
       },
       components: {
         securitySchemes: {
@@ -202,6 +275,7 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
   });
 
   await app.register(errorHandlerPlugin);
+  await app.register(inputTypesPlugin);
   await app.register(databasePlugin, { database: config.database });
   // After the database opened: its start-up (migrations, PGlite's WebAssembly) is not load to shed.
   await app.register(protectionPlugin, {
@@ -212,7 +286,10 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     bodyLimitBytes: config.bodyLimitBytes,
   });
   await app.register(metricsPlugin);
-  await app.register(authPlugin, { adminToken: config.adminToken });
+  await app.register(authPlugin, {
+    adminToken: config.adminToken,
+    failureLimit: options.authFailureLimit ?? { max: 30, timeWindowMs: 60_000 },
+  });
   await app.register(servicesPlugin, {
     secretsKey: config.secretsKey,
     leaseMs: config.leaseMs,
@@ -262,5 +339,4 @@ export async function buildApp(config: AppConfig, options: BuildAppOptions = {})
     uiConfig: { layout: "BaseLayout", deepLinking: true, docExpansion: "list", defaultModelsExpandDepth: 0 },
   });
   await app.register(dashboardRoutes);
-  return app;
 }

@@ -28,6 +28,8 @@ export const EnvSchema = Type.Object({
   CORS_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
   RATE_LIMIT_PER_MINUTE: IntegerString(1200, 0),
   MAX_STREAMS_PER_KEY: IntegerString(100, 1),
+  AUTH_FAILURES_PER_MINUTE: IntegerString(30, 0),
+  TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
 });
 
 export type Database =
@@ -65,6 +67,20 @@ export interface Config {
   rateLimitPerMinute: number;
   /** Open streams per API key and instance. */
   maxStreamsPerKey: number;
+  /** Failed authentications per client address, instance and minute before 429; 0 turns the limit off. */
+  authFailuresPerMinute: number;
+  /** Which proxies' X-Forwarded-For names the client (Fastify's `trustProxy`); unset: none, the peer is the client. */
+  trustProxy?: true | string[];
+}
+
+/** TRUST_PROXY: `true` (any proxy), or the proxies' addresses and CIDR ranges, comma-separated. */
+function parseTrustProxy(value: string | undefined): Config["trustProxy"] {
+  if (value === undefined || value === "false") return undefined;
+  if (value === "true") return true;
+  return value
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter(Boolean);
 }
 
 export class ConfigError extends Error {}
@@ -121,5 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       .filter(Boolean),
     rateLimitPerMinute: values.RATE_LIMIT_PER_MINUTE,
     maxStreamsPerKey: values.MAX_STREAMS_PER_KEY,
+    authFailuresPerMinute: values.AUTH_FAILURES_PER_MINUTE,
+    trustProxy: parseTrustProxy(values.TRUST_PROXY),
   });
 }

@@ -32,3 +32,5 @@ export class RequestValidationError extends Error {
     super(issues.map((issue) => `${issue.path} ${issue.message}`).join("; "));
   }
 }
+
+export { StartupError } from "./startup/startup-error.ts";

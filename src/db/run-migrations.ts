@@ -1,7 +1,7 @@
 import { PGlite } from "@electric-sql/pglite";
 import { loadConfig, loadEnvFile } from "../config.ts";
-import { makeDirectory } from "../startup/data-dir.ts";
 import { connectWithRetry } from "./connect.ts";
+import { openPGliteFolder } from "./data-dir-lock.ts";
 import { applyMigrations, pgMigrationConnection } from "./migrations.ts";
 
 // `npm run db:migrate`: applies pending migrations to DATABASE_URL, or to the PGlite in DATA_DIR.
@@ -16,12 +16,17 @@ if (database.kind === "postgres") {
     await client.end();
   }
 } else {
-  await makeDirectory(database.dataDir);
+  // Refused while a server holds the folder (one process only), like a second server.
+  const lock = await openPGliteFolder(database.dataDir).catch((error: Error) => {
+    console.error(error.message);
+    process.exit(1);
+  });
   const lite = await PGlite.create(database.dataDir);
   try {
     result = await applyMigrations(lite);
   } finally {
     await lite.close();
+    await lock?.release();
   }
 }
 for (const warning of result.warnings) console.warn(warning);

@@ -1,14 +1,18 @@
+// A lone UTF-16 surrogate (half of a cut-off emoji): `u` mode treats a well-formed pair as one code point.
+const LONE_SURROGATE = /\p{Cs}/u;
+const LONE_SURROGATES = /\p{Cs}/gu;
+
+/** Whether text holds something a Postgres `text` column cannot: U+0000, or a lone surrogate (UTF-8 has no encoding for one). */
+export function isStorableText(text: string): boolean {
+  return !text.includes("\u0000") && !LONE_SURROGATE.test(text);
+}
+
 /**
- * Postgres `text` and `jsonb` cannot hold U+0000, which tool output may carry. The columns that are not
- * `json` (action, delegations, tool names) store U+FFFD in its place; messages, tool calls and results keep it.
+ * Text for a `text` (or `jsonb`) column that only serves searching (a checkpoint's skill and tool names):
+ * U+0000 and lone surrogates become U+FFFD. Answers take the text from the `json` column that keeps it exactly.
  */
-export function withoutNul<T>(value: T): T {
-  if (typeof value === "string") return (value.includes("\u0000") ? value.replaceAll("\u0000", "\uFFFD") : value) as T;
-  if (Array.isArray(value)) return value.map(withoutNul) as T;
-  if (value !== null && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [withoutNul(key), withoutNul(item)])) as T;
-  }
-  return value;
+export function searchableText(text: string): string {
+  return isStorableText(text) ? text : text.replaceAll("\u0000", "\uFFFD").replace(LONE_SURROGATES, "\uFFFD");
 }
 
 // Prisma passes `contains` into LIKE unescaped, so `%` and `_` would act as wildcards.

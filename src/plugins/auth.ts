@@ -1,6 +1,9 @@
 import fp from "fastify-plugin";
-import type { FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { ForbiddenError, UnauthorizedError, reasons } from "../errors.ts";
+import { FailureLimiter } from "../lib/failure-limiter.ts";
+import { ErrorResponses } from "../schemas/common.ts";
+import { RateLimitedError } from "./protection.ts";
 import { apiKeySecretMatches, constantTimeEqual, parseApiKey } from "../lib/secrets.ts";
 import type { Sql } from "../db/sql.ts";
 
@@ -15,10 +18,10 @@ export interface Principal {
 
 declare module "fastify" {
   interface FastifyInstance {
-    /** onRequest hook: resolves the bearer key to its application, or answers 401/403. */
-    authenticateApiKey(request: FastifyRequest): Promise<void>;
+    /** onRequest hook: resolves the bearer key to its application, or answers 401/403 (429 after too many failures). */
+    authenticateApiKey(request: FastifyRequest, reply: FastifyReply): Promise<void>;
     /** onRequest hook for the admin API: `Authorization: Bearer <ADMIN_TOKEN>`. */
-    authenticateAdmin(request: FastifyRequest): Promise<void>;
+    authenticateAdmin(request: FastifyRequest, reply: FastifyReply): Promise<void>;
   }
   interface FastifyRequest {
     principal: Principal;
@@ -63,30 +66,76 @@ async function findActiveApiKey(sql: Sql, id: string): Promise<ActiveApiKey | un
   return row;
 }
 
-export const authPlugin = fp<{ adminToken?: string }>(
-  async (app, { adminToken }) => {
+export interface AuthFailureLimit {
+  /** Failed authentications one client address may make per window; past them its requests get 429. */
+  max: number;
+  timeWindowMs: number;
+}
+
+export interface AuthOptions {
+  adminToken?: string;
+  failureLimit: AuthFailureLimit | false;
+}
+
+export const authPlugin = fp<AuthOptions>(
+  async (app, { adminToken, failureLimit }) => {
     app.decorateRequest("principal", null as unknown as Principal);
 
-    app.decorate("authenticateApiKey", async (request: FastifyRequest) => {
-      const parsed = parseApiKey(bearerToken(request) ?? "");
-      if (!parsed) throw new UnauthorizedError();
-      const apiKey = await findActiveApiKey(app.sql, parsed.id);
-      if (!apiKey || !apiKeySecretMatches(parsed.secret, Buffer.from(apiKey.secret_hash, "hex"))) throw new UnauthorizedError();
-      if (request.routeOptions.config.scope === "runtime" && apiKey.scope !== "runtime") {
-        throw new ForbiddenError(reasons.runtimeScopeRequired);
-      }
-      request.principal = {
-        apiKeyId: apiKey.id,
-        applicationId: apiKey.application_id,
-        organizationId: apiKey.organization_id,
-        scope: apiKey.scope,
+    // Guessing keys costs a database lookup per guess: an address past its failures is answered before any lookup.
+    const failures = failureLimit ? new FailureLimiter(failureLimit.max, failureLimit.timeWindowMs) : undefined;
+    const guarded = (authenticate: (request: FastifyRequest) => Promise<void>) => async (request: FastifyRequest, reply: FastifyReply) => {
+      if (!failures) return authenticate(request);
+      const refuseFor = (ms: number) => {
+        const seconds = Math.max(1, Math.ceil(ms / 1000));
+        reply.header("retry-after", String(seconds));
+        return new RateLimitedError(
+          `Too many failed authentications from this address: at most ${failures.max} per ${failures.windowMs / 1000} s; retry in ${seconds} s`,
+        );
       };
+      const waitMs = failures.retryAfterMs(request.ip);
+      if (waitMs > 0) throw refuseFor(waitMs);
+      try {
+        await authenticate(request);
+      } catch (error) {
+        if (!(error instanceof UnauthorizedError)) throw error;
+        failures.fail(request.ip);
+        const nowWaitMs = failures.retryAfterMs(request.ip);
+        throw nowWaitMs > 0 ? refuseFor(nowWaitMs) : error;
+      }
+    };
+
+    // Every route that authenticates can also answer 429 (too many failures here, or the per-key request limit).
+    app.addHook("onRoute", (route) => {
+      const responses = route.schema?.response as Record<string, unknown> | undefined;
+      if (responses?.[401] && !responses[429]) responses[429] = ErrorResponses[429];
     });
 
-    app.decorate("authenticateAdmin", async (request: FastifyRequest) => {
-      const token = bearerToken(request);
-      if (adminToken === undefined || token === undefined || !constantTimeEqual(token, adminToken)) throw new UnauthorizedError();
-    });
+    app.decorate(
+      "authenticateApiKey",
+      guarded(async (request: FastifyRequest) => {
+        const parsed = parseApiKey(bearerToken(request) ?? "");
+        if (!parsed) throw new UnauthorizedError();
+        const apiKey = await findActiveApiKey(app.sql, parsed.id);
+        if (!apiKey || !apiKeySecretMatches(parsed.secret, Buffer.from(apiKey.secret_hash, "hex"))) throw new UnauthorizedError();
+        if (request.routeOptions.config.scope === "runtime" && apiKey.scope !== "runtime") {
+          throw new ForbiddenError(reasons.runtimeScopeRequired);
+        }
+        request.principal = {
+          apiKeyId: apiKey.id,
+          applicationId: apiKey.application_id,
+          organizationId: apiKey.organization_id,
+          scope: apiKey.scope,
+        };
+      }),
+    );
+
+    app.decorate(
+      "authenticateAdmin",
+      guarded(async (request: FastifyRequest) => {
+        const token = bearerToken(request);
+        if (adminToken === undefined || token === undefined || !constantTimeEqual(token, adminToken)) throw new UnauthorizedError();
+      }),
+    );
   },
   { name: "auth", dependencies: ["database"], fastify: "5.x" },
 );

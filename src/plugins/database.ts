@@ -7,9 +7,9 @@ import type { FastifyBaseLogger } from "fastify";
 import { PrismaClient } from "../generated/prisma/client.ts";
 import type { Database } from "../config.ts";
 import { connectWithRetry } from "../db/connect.ts";
+import { openPGliteFolder } from "../db/data-dir-lock.ts";
 import { applyMigrations, pgMigrationConnection } from "../db/migrations.ts";
 import { createSql, type Sql } from "../db/sql.ts";
-import { makeDirectory } from "../startup/data-dir.ts";
 
 export type DatabaseHandle = { kind: "postgres"; url: string; pool: pg.Pool } | { kind: "pglite"; lite: PGlite };
 
@@ -62,9 +62,15 @@ export async function openDatabase(database: Database, log: FastifyBaseLogger): 
       },
     };
   }
-  if (!database.dataDir.startsWith("memory://")) await makeDirectory(database.dataDir);
-  const lite = await PGlite.create(database.dataDir, database.initialData ? { loadDataDir: database.initialData } : {});
-  reportMigrations(await applyMigrations(lite), log);
+  const lock = await openPGliteFolder(database.dataDir);
+  let lite: PGlite;
+  try {
+    lite = await PGlite.create(database.dataDir, database.initialData ? { loadDataDir: database.initialData } : {});
+    reportMigrations(await applyMigrations(lite), log);
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
   const prisma = new PrismaClient({ adapter: new PrismaPGlite(lite) });
   return {
     prisma,
@@ -72,6 +78,7 @@ export async function openDatabase(database: Database, log: FastifyBaseLogger): 
     async close() {
       await prisma.$disconnect();
       await lite.close();
+      await lock?.release();
     },
   };
 }

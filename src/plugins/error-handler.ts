@@ -1,4 +1,6 @@
-import { STATUS_CODES } from "node:http";
+import { randomUUID } from "node:crypto";
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import fp from "fastify-plugin";
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { RequestValidationError, type ValidationIssue } from "../errors.ts";
@@ -60,9 +62,58 @@ function isDatabaseUnavailable(error: FastifyError & { meta?: { driverAdapterErr
   return error.code === undefined && /^Connection terminated/.test(error.message);
 }
 
+const errorText = (code: number) => (code === 422 ? "Validation Failed" : (STATUS_CODES[code] ?? "Error"));
+
 export function sendError(reply: FastifyReply, code: number, reason: unknown) {
-  const error = code === 422 ? "Validation Failed" : (STATUS_CODES[code] ?? "Error");
-  return reply.code(code).type("application/json; charset=utf-8").send({ code, error, reason });
+  return reply
+    .code(code)
+    .type("application/json; charset=utf-8")
+    .send({ code, error: errorText(code), reason });
+}
+
+/** The envelope as a raw HTTP response, for what fails before there is a request to reply to; the connection closes. */
+function rawErrorResponse(code: number, reason: string): { head: Record<string, string>; body: string } {
+  const body = JSON.stringify({ code, error: errorText(code), reason });
+  return {
+    head: {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": String(Buffer.byteLength(body)),
+      connection: "close",
+      "x-request-id": randomUUID(),
+    },
+    body,
+  };
+}
+
+/** What Node's HTTP parser refuses before any request exists (Fastify's `clientErrorHandler`): a status and its reason. */
+function clientErrorAnswer(error: NodeJS.ErrnoException): [number, string] {
+  if (error.code === "ERR_HTTP_REQUEST_TIMEOUT") return [408, "The request did not arrive in time"];
+  if (error.code === "HPE_HEADER_OVERFLOW") return [431, "The request line and headers are larger than 16 KiB"];
+  return [400, "Malformed HTTP request"];
+}
+
+/** Errors raised before routing (malformed framing, oversized headers, slow headers) in the envelope, not Node's or Fastify's own bodies. */
+export function clientErrorHandler(
+  this: { log: { debug(object: object, message: string): void } },
+  error: NodeJS.ErrnoException,
+  socket: Socket,
+) {
+  // A reset connection, or one already gone: there is nobody to answer.
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const [code, reason] = clientErrorAnswer(error);
+  const { head, body } = rawErrorResponse(code, reason);
+  this.log.debug({ err: error, reqId: head["x-request-id"], code }, "client error");
+  if (socket.writable) {
+    const lines = Object.entries(head).map(([name, value]) => `${name}: ${value}`);
+    socket.write(`HTTP/1.1 ${code} ${STATUS_CODES[code]}\r\n${lines.join("\r\n")}\r\n\r\n${body}`);
+  }
+  socket.destroy(error);
+}
+
+/** An `Expect` header other than `100-continue` (Node answers it by itself, with no body): 417 in the envelope. */
+export function expectationFailed(request: IncomingMessage, response: ServerResponse) {
+  const { head, body } = rawErrorResponse(417, `Unsupported expectation: ${String(request.headers.expect).slice(0, 100)}`);
+  response.writeHead(417, head).end(body);
 }
 
 /** The one place errors become `{code, error, reason}`; anything unexpected is logged and masked. */

@@ -6,6 +6,7 @@ import rateLimit from "@fastify/rate-limit";
 import underPressure from "@fastify/under-pressure";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { RequestValidationError, type ValidationIssue } from "../errors.ts";
+import { isStorableText } from "../lib/text.ts";
 import { sendError } from "./error-handler.ts";
 
 export interface RateLimitOptions {
@@ -39,8 +40,8 @@ const INT32_MAX = 2_147_483_647;
 
 /**
  * Top-level query or body fields holding a value no field of this API takes and Postgres cannot hold: a
- * number that is infinite or past 32 bits, or text with U+0000 (`text` columns refuse it). Nested values
- * (a checkpoint's messages, which may carry U+0000) are stored as JSON and are not looked at.
+ * number that is infinite or past 32 bits, or text with U+0000 or a lone surrogate (`text` columns cannot
+ * hold either). Nested values (a checkpoint's messages, which may carry both) are stored as JSON exactly.
  */
 function unstorableValues(input: unknown, schema: unknown): ValidationIssue[] {
   const declared = (schema as { properties?: Record<string, unknown> } | undefined)?.properties;
@@ -54,6 +55,8 @@ function unstorableValues(input: unknown, schema: unknown): ValidationIssue[] {
     }
     if (items.some((item) => typeof item === "string" && item.includes("\u0000")))
       return [{ path: `/${key}`, message: "must not contain U+0000" }];
+    if (items.some((item) => typeof item === "string" && !isStorableText(item)))
+      return [{ path: `/${key}`, message: "must not contain a lone UTF-16 surrogate (half of a character)" }];
     return [];
   });
 }

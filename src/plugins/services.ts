@@ -6,6 +6,7 @@ import { ExpertJobsService } from "../modules/expert-jobs/expert-jobs.service.ts
 import { JobRetentionService, type RetentionBatches } from "../modules/expert-jobs/job-retention.service.ts";
 import { ExpertsService } from "../modules/experts/experts.service.ts";
 import { ProviderKeysService } from "../modules/provider-keys/provider-keys.service.ts";
+import { verifySecretsKey } from "../modules/provider-keys/secrets-key-check.ts";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -26,8 +27,10 @@ export interface ServicesOptions {
 
 export const servicesPlugin = fp<ServicesOptions>(
   async (app, { secretsKey, leaseMs, retentionBatches }) => {
+    const secrets = new SecretBox(secretsKey);
+    await verifySecretsKey(app.prisma, secrets);
     const experts = new ExpertsService(app.prisma, app.sql);
-    const providerKeys = new ProviderKeysService(app.prisma, new SecretBox(secretsKey));
+    const providerKeys = new ProviderKeysService(app.prisma, secrets);
     app.decorate("experts", experts);
     app.decorate("providerKeys", providerKeys);
     app.decorate("expertJobs", new ExpertJobsService(app.prisma, experts, providerKeys));

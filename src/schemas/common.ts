@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { MAX_JSON_DEPTH } from "../lib/json-limits.ts";
 import { errorReasonExamples } from "./examples.ts";
 
 export const IdSchema = Type.String({
@@ -8,6 +9,16 @@ export const IdSchema = Type.String({
   description: "A unique identifier for a resource",
   examples: ["test12345678901234567890"],
 });
+
+/**
+ * Marks a number field a JSON body may also send as a numeric string (src/plugins/input-types.ts): the
+ * contract types continue's `temperature`, `maxSteps` and `maxRetries` as strings, and clients send either.
+ */
+export const acceptsNumericString = Symbol("acceptsNumericString");
+
+export function numericString<T extends object>(schema: T): T {
+  return Object.assign(schema, { [acceptsNumericString]: true });
+}
 
 export const TimestampSchema = Type.String({ format: "date-time" });
 
@@ -103,11 +114,19 @@ export const ErrorResponses = {
   403: errorEnvelope(403, "Forbidden", Type.String(), "The API key's scope does not allow this endpoint"),
   404: errorEnvelope(404, "Not Found", Type.String(), "Not found"),
   409: errorEnvelope(409, "Conflict", Type.String(), "Conflicts with the resource's current state"),
+  429: errorEnvelope(
+    429,
+    "Too Many Requests",
+    Type.String(),
+    "Too many requests for this API key, or too many failed authentications from this address (see Retry-After)",
+  ),
   422: errorEnvelope(
     422,
     "Validation Failed",
     Type.Array(Type.Object({ path: Type.String(), message: Type.String() })),
-    "Request body, query or path parameter schema validation failed",
+    "Request body, query or path parameter schema validation failed; also a JSON body nesting deeper than " +
+      `${MAX_JSON_DEPTH} levels of arrays and objects, a number past a double's range (1e400), or U+0000 or a lone ` +
+      "surrogate in a field stored as text. `reason` lists `{path, message}`",
   ),
 } as const;
 

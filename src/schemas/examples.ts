@@ -144,6 +144,7 @@ export const errorReasonExamples = {
   403: "This endpoint requires an API key with the runtime scope",
   404: "Expert job not found",
   409: "Cannot change status from completed to processing",
+  429: "Too many failed authentications from this address: at most 30 per 60 s; retry in 42 s",
   422: [{ path: "/expertJobId", message: "must NOT have fewer than 24 characters" }],
 } as const;
 

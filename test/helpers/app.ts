@@ -14,6 +14,8 @@ export interface TestDatabase {
   database: Database;
   /** Postgres only: a URL for extra connections (a second app instance, pg_terminate_backend). */
   url?: string;
+  /** The SECRETS_KEY of every app on this database (a server refuses a database written with another key). */
+  secretsKey?: Buffer;
   drop(): Promise<void>;
 }
 
@@ -78,6 +80,7 @@ export interface StartTestAppOptions extends Omit<BuildAppOptions, "logger" | "l
 export async function startTestApp(options: StartTestAppOptions = {}): Promise<TestApp> {
   const { config, captureLogs, db: sharedDb, ...buildOptions } = options;
   const db = sharedDb ?? (await createTestDatabase());
+  db.secretsKey ??= randomBytes(32);
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -85,7 +88,7 @@ export async function startTestApp(options: StartTestAppOptions = {}): Promise<T
       done();
     },
   });
-  const app = await buildApp(testConfig(db.database, config), {
+  const app = await buildApp(testConfig(db.database, { secretsKey: db.secretsKey, ...config }), {
     // Load shedding reacts to the machine, not the code under test: on a busy CI host it would answer 503
     // to unrelated tests. The protection tests turn it on.
     underPressure: false,

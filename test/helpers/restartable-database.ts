@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -20,9 +21,10 @@ export async function createRestartableDatabase(): Promise<RestartableDatabase> 
   if (base.database.kind === "postgres") return { db: base, reopen: () => base, drop: () => base.drop() };
   const dataDir = await mkdtemp(path.join(tmpdir(), "ej-restart-"));
   const drop = () => rm(dataDir, { recursive: true, force: true });
+  const secretsKey = randomBytes(32);
   return {
-    db: { database: { kind: "pglite", dataDir, initialData: base.database.initialData }, drop },
-    reopen: () => ({ database: { kind: "pglite", dataDir }, drop }),
+    db: { database: { kind: "pglite", dataDir, initialData: base.database.initialData }, secretsKey, drop },
+    reopen: () => ({ database: { kind: "pglite", dataDir }, secretsKey, drop }),
     drop,
   };
 }

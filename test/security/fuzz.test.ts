@@ -13,11 +13,14 @@ import { databaseDigest } from "../helpers/database-digest.ts";
  * envelope when it is an error, never a 5xx; a rejected request must leave the database as it was,
  * and nothing may reach Object.prototype.
  *
- * 3,500 requests per suite run: CI runs the suite three times (PGlite, PostgreSQL, PostgreSQL on Node 24),
- * 10,500 in all. FUZZ_REQUESTS=50000 npm test -- test/security/fuzz.test.ts digs deeper.
+ * 3,500 requests per suite run, and 3,400 more that put one hostile value (a lone surrogate, U+0000, thousands
+ * of levels of nesting, a number past a double, prototype keys, a wrong type) in any field of every write
+ * endpoint: CI runs the suite three times (PGlite, PostgreSQL, PostgreSQL on Node 24), 20,700 requests in
+ * all. FUZZ_REQUESTS=50000 FUZZ_CLASS_REQUESTS=50000 npm test -- test/security/fuzz.test.ts digs deeper.
  */
 
 const TOTAL_REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 3_500);
+const CLASS_REQUESTS = Number(process.env.FUZZ_CLASS_REQUESTS ?? 3_400);
 const BODY_LIMIT = 64 * 1024;
 const PROVIDER_SECRETS = ["sk-anthropic-secret", "sk-openai-secret"];
 const WIRE_STATUSES = [400, 404, 413, 415];
@@ -211,6 +214,97 @@ const pct = (value: string) =>
 /** Printable ASCII goes into the URL as is half the time (`%00`, `../`, `?`, `#` then mean what they say). */
 const urlPart = (value: string, raw: boolean) => (raw && /^[\x21-\x7e]*$/.test(value) ? value : pct(value));
 
+/** Where a hostile value goes in a valid body: an existing value replaced, or a key added to an object. */
+interface Placement {
+  at: number;
+  add: boolean;
+  key: string;
+  /** Within the body's free-form JSON (a checkpoint's messages, tool arguments and results), where anything goes. */
+  freeForm: boolean;
+}
+
+/** A hostile value: a JS value, or raw JSON text JSON.stringify cannot write (numbers past a double, thousands of levels). */
+interface HostileValue {
+  kind: string;
+  value?: unknown;
+  raw?: string;
+}
+
+const HOSTILE_TOKEN = "__fuzz_hostile_value__";
+
+const withLoneSurrogate = fc
+  .tuple(
+    fc.string({ maxLength: 20 }),
+    fc.constantFrom("\ud83d", "\udc00", "\udfff\ud800", "\ud800\ud800", "😀".slice(0, 1)),
+    fc.string({ maxLength: 20 }),
+  )
+  .map(([head, lone, tail]) => head + lone + tail);
+const withNul = fc.tuple(fc.string({ maxLength: 20 }), fc.string({ maxLength: 20 })).map(([head, tail]) => `${head}\u0000${tail}`);
+const nestingText = fc
+  .record({ depth: fc.oneof(fc.integer({ min: 2, max: 140 }), fc.integer({ min: 140, max: 6_000 })), object: fc.boolean() })
+  .map(({ depth, object }) => (object ? '{"a":'.repeat(depth) + "1" + "}".repeat(depth) : "[".repeat(depth) + "]".repeat(depth)));
+
+const hostileClassValue: fc.Arbitrary<HostileValue> = fc.oneof(
+  withLoneSurrogate.map((value) => ({ kind: "lone surrogate", value })),
+  withNul.map((value) => ({ kind: "U+0000", value })),
+  fc.constantFrom({ a: "\ud83d", "\udc00": ["\u0000"] }, ["\ud83d", "\u0000"]).map((value) => ({ kind: "lone surrogate", value })),
+  nestingText.map((raw) => ({ kind: "deep nesting", raw })),
+  fc
+    .constantFrom("1e400", "-1e400", "1e309", "1" + "0".repeat(400), "1e-400", "-0", "4.9e-324", "123456789012345678901234567890")
+    .map((raw) => ({ kind: "huge number", raw })),
+  fc
+    .constantFrom('{"__proto__":{"polluted":"yes"}}', '{"constructor":{"prototype":{"polluted":"yes"}}}', '{"__proto__":[],"toString":1}')
+    .map((raw) => ({ kind: "prototype keys", raw })),
+  fc
+    .constantFrom<unknown>(42, "42", null, ["x"], ["processing"], true, {}, "0x1", " 0.5", "", 1.5, -1, "true", [])
+    .map((value) => ({ kind: "wrong type", value })),
+);
+
+const placementArb: fc.Arbitrary<Placement> = fc.record({
+  at: fc.nat(),
+  add: fc.boolean(),
+  key: fc.constantFrom("__proto__", "constructor", "extra", "prototype"),
+  freeForm: fc.boolean(),
+});
+
+/** The free-form parts of a checkpoint post: JSON the runtime decides, stored and answered exactly. */
+const FREE_FORM = [
+  ["checkpoint", "messages"],
+  ["step", "newMessages"],
+  ["step", "inputMessages"],
+  ["step", "toolCall", "args"],
+  ["step", "toolResult", "result"],
+];
+
+/** The body as JSON text with the hostile value at one of its nested places (any depth, any field). */
+function placeHostile(body: Record<string, unknown>, placement: Placement, hostile: HostileValue): string {
+  const slots: Array<{ parent: Record<string | number, unknown>; key: string | number; isObject: boolean }> = [];
+  const walk = (node: unknown, depth: number) => {
+    if (depth > 8 || node === null || typeof node !== "object") return;
+    for (const [childKey, child] of Object.entries(node)) {
+      slots.push({
+        parent: node as Record<string, unknown>,
+        key: Array.isArray(node) ? Number(childKey) : childKey,
+        isObject: child !== null && typeof child === "object" && !Array.isArray(child),
+      });
+      walk(child, depth + 1);
+    }
+  };
+  const roots = FREE_FORM.map((keys) => keys.reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], body));
+  if (placement.freeForm && roots.some((root) => root !== undefined)) for (const root of roots) walk(root, 1);
+  else walk(body, 0);
+  const value = hostile.raw === undefined ? hostile.value : HOSTILE_TOKEN;
+  const slot = slots[placement.at % Math.max(1, slots.length)];
+  const define = (target: object) =>
+    Object.defineProperty(target, placement.key, { value, enumerable: true, configurable: true, writable: true });
+  // A body with no fields (cancel's) gets the value as a field of its own.
+  if (!slot) define(body);
+  else if (placement.add && slot.isObject) define(slot.parent[slot.key] as object);
+  else slot.parent[slot.key] = value;
+  const text = JSON.stringify(body);
+  return hostile.raw === undefined ? text : text.replace(`"${HOSTILE_TOKEN}"`, hostile.raw);
+}
+
 describe("fuzzing every endpoint (fast-check, app.inject)", () => {
   let t: TestApp;
   let tenant: Tenant;
@@ -240,7 +334,13 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
 
   beforeAll(async () => {
     prototypeKeys = Object.getOwnPropertyNames(Object.prototype).sort();
-    t = await startTestApp({ rateLimit: false, underPressure: false, config: { bodyLimitBytes: BODY_LIMIT }, captureLogs: "error" });
+    t = await startTestApp({
+      rateLimit: false,
+      authFailureLimit: false,
+      underPressure: false,
+      config: { bodyLimitBytes: BODY_LIMIT },
+      captureLogs: "error",
+    });
     tenant = await seedTenant(t.app, { providers: ["anthropic", "openai"] });
     stranger = await seedTenant(t.app);
     sibling = await seedSiblingApplication(t.app, tenant);
@@ -250,7 +350,8 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
       ["queued", "processing", "completed", "requestInteractiveToolResult"].map((s) => jobInStatus(t.app, tenant, s)),
     );
     const stopped = await Promise.all(["canceled", "expired"].map((s) => jobInStatus(t.app, tenant, s)));
-    const theirs = await jobInStatus(t.app, stranger, "completed");
+    // Canceled, not completed: a stranger's key may send continue, and a stream of a job that runs again never ends.
+    const theirs = await jobInStatus(t.app, stranger, "canceled");
     const spare = await Promise.all([1, 2, 3].map(() => t.app.admin.createApiKey(tenant.applicationId, "client")));
     const revoked = await t.app.admin.createApiKey(tenant.applicationId, "client");
     await t.app.admin.revokeApiKey(revoked.id);
@@ -356,7 +457,20 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
         path: `${studio}/{expertJobId}/checkpoints`,
         params: { expertJobId: "jobId" },
         body: "json",
-        seed: () => checkpointBody(tenant, { stepNumber: 7 }) as unknown as Record<string, unknown>,
+        seed: () => {
+          const toolCall = {
+            id: "call_7",
+            skillName: "search",
+            toolName: "webSearch",
+            args: { q: "x", options: { depth: 2, tags: ["a"] } },
+          };
+          return checkpointBody(tenant, {
+            stepNumber: 7,
+            toolCall,
+            toolResult: { id: toolCall.id, skillName: "search", toolName: "webSearch", result: [{ type: "textPart", text: "found" }] },
+            inputMessages: [{ type: "userMessage", contents: [{ type: "textPart", text: "Do it" }] }],
+          }) as unknown as Record<string, unknown>;
+        },
         weight: 4,
       },
       {
@@ -494,7 +608,8 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
       { method: "GET", documented: "/metrics", path: "/metrics", params: {}, body: "none", weight: 1 },
       { method: "GET", path: "/openapi.json", params: {}, body: "none", statuses: [200], weight: 1 },
       { method: "GET", path: "/docs", params: {}, body: "none", statuses: [200, 301, 302], weight: 1 },
-      { method: "GET", path: "/dashboard", params: {}, body: "none", statuses: [200, 301], weight: 1 },
+      // `If-None-Match: *` makes any static file a 304.
+      { method: "GET", path: "/dashboard", params: {}, body: "none", statuses: [200, 301, 304], weight: 1 },
       { method: "GET", path: "/dashboard/dashboard.js", params: {}, body: "none", statuses: [200, 304], weight: 1 },
     ];
 
@@ -523,6 +638,17 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
     );
     expect([...documented.keys()].filter((operation) => !covered.has(operation))).toEqual([]);
   });
+
+  const poolFor = (kind: ParamKind): string[] =>
+    ({
+      jobId: pools.jobIds,
+      stoppedJobId: pools.stoppedJobIds,
+      checkpointId: pools.checkpointIds,
+      organizationId: pools.organizationIds,
+      applicationId: pools.applicationIds,
+      apiKeyId: pools.apiKeyIds,
+      provider: ["anthropic", "openai"],
+    })[kind];
 
   const idFor = (kind: ParamKind): fc.Arbitrary<string> => {
     const known: Record<Exclude<ParamKind, "provider">, () => string[]> = {
@@ -745,6 +871,95 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
       );
     }
     expect(sent).toBeGreaterThanOrEqual(TOTAL_REQUESTS * 0.95);
+  }, 600_000);
+
+  /** Checks a 200 checkpoint post against what was sent: every free-form value comes back exactly, GET gives the same bytes. */
+  const faithful = async (response: LightMyRequestResponse, sentText: string, url: string): Promise<string | undefined> => {
+    const sentBody = JSON.parse(sentText) as { checkpoint: Record<string, unknown>; step: Record<string, any> };
+    const checkpoint = response.json().data.checkpoint as Record<string, any>;
+    const pairs: Array<[string, unknown, unknown]> = [
+      ["messages", checkpoint.messages, sentBody.checkpoint.messages],
+      ["newMessages", checkpoint.newMessages, sentBody.step.newMessages],
+      ["inputMessages", checkpoint.inputMessages, sentBody.step.inputMessages],
+      ["toolCall.args", checkpoint.toolCall?.args, sentBody.step.toolCall?.args],
+      ["toolCall.skillName", checkpoint.skillName, sentBody.step.toolCall?.skillName],
+      ["toolResult.result", checkpoint.toolResult?.result, sentBody.step.toolResult?.result],
+    ];
+    for (const [name, answered, posted] of pairs) {
+      if (JSON.stringify(answered) !== JSON.stringify(posted)) return `${name} came back changed`;
+    }
+    const got = await t.app.inject({
+      method: "GET",
+      url: `${url.replace(/\/$/, "")}/${checkpoint.id}`,
+      headers: { authorization: `Bearer ${tenant.clientKey}` },
+    });
+    return got.body === response.body ? undefined : "GET answers other bytes than the post";
+  };
+
+  it(`answers ${CLASS_REQUESTS} bodies carrying lone surrogates, U+0000, deep nesting, huge numbers, prototype keys and wrong types in every field of every write endpoint: never a 5xx, kept exactly when accepted`, async () => {
+    const writes = endpoints.filter((endpoint) => endpoint.seed);
+    const casesPerEndpoint = Math.ceil(CLASS_REQUESTS / writes.length);
+    // Jobs that take checkpoints, so that accepted posts are many (the other property may have stopped the pool's jobs,
+    // and deleted the provider key a start needs).
+    await t.app.providerKeys.put(tenant.applicationId, "anthropic", PROVIDER_SECRETS[0]!);
+    const openJobs = await Promise.all([1, 2].map(async () => (await jobInStatus(t.app, tenant, "processing")).job.id as string));
+    const classCounts = new Map<string, number>();
+    let sentHere = 0;
+    let keptExactly = 0;
+    for (const endpoint of writes) {
+      const checkpointPost = endpoint.path.endsWith("/checkpoints");
+      let before = await fingerprint();
+      await fc.assert(
+        fc.asyncProperty(
+          fc.record({
+            params: fc.tuple(
+              ...Object.values(endpoint.params).map((kind) => fc.constantFrom(...(checkpointPost ? openJobs : poolFor(kind!)))),
+            ),
+            placement: placementArb,
+            hostile: hostileClassValue,
+            form: fc.boolean(),
+          }),
+          async ({ params, placement, hostile, form }) => {
+            let path = endpoint.path;
+            Object.keys(endpoint.params).forEach((name, index) => (path = path.replace(`{${name}}`, params[index]!)));
+            const text = placeHostile(endpoint.seed!(), placement, hostile);
+            const headers: Record<string, string> = {
+              // A runtime key may call every studio endpoint.
+              authorization: `Bearer ${endpoint.admin ? ADMIN_TOKEN : tenant.runtimeKey}`,
+            };
+            let payload: string | Buffer = text;
+            // Form endpoints also get the same fields as multipart/form-data, where everything is text.
+            if (form && endpoint.body === "form" && hostile.raw === undefined) {
+              const multipart = multipartBody(flattenFields(JSON.parse(text)), {});
+              payload = multipart.payload;
+              headers["content-type"] = multipart.contentType;
+            } else headers["content-type"] = "application/json";
+            const response = await t.app.inject({ method: endpoint.method as InjectOptions["method"], url: path, headers, payload });
+            sentHere++;
+            classCounts.set(hostile.kind, (classCounts.get(hostile.kind) ?? 0) + 1);
+            statusCounts.set(response.statusCode, (statusCounts.get(response.statusCode) ?? 0) + 1);
+            expect(judge(endpoint, response, false), `${endpoint.method} ${path} ${hostile.kind}: ${text.slice(0, 300)}`).toBeUndefined();
+            if (checkpointPost && response.statusCode === 200 && typeof payload === "string") {
+              expect(await faithful(response, text, path), `${hostile.kind}: ${text.slice(0, 300)}`).toBeUndefined();
+              keptExactly++;
+            }
+            const after = await fingerprint();
+            if (response.statusCode >= 400) expect(after, `a rejected ${response.statusCode} changed the database`).toBe(before);
+            before = after;
+            expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+            expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(prototypeKeys);
+          },
+        ),
+        { numRuns: casesPerEndpoint, endOnFailure: false },
+      );
+    }
+    sent += sentHere;
+    console.info(
+      `fuzz, hostile values: ${sentHere} requests (${keptExactly} accepted checkpoints checked byte for byte); ` +
+        [...classCounts].map(([kind, count]) => `${kind}×${count}`).join(" "),
+    );
+    expect(keptExactly).toBeGreaterThan(0);
+    expect(sentHere).toBeGreaterThanOrEqual(CLASS_REQUESTS);
   }, 600_000);
 });
 

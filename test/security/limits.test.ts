@@ -84,15 +84,17 @@ describe("body size limit (BODY_LIMIT_BYTES)", () => {
 });
 
 describe("limits from the environment", () => {
-  it("defaults to 1,200 requests a minute and 100 streams per key; RATE_LIMIT_PER_MINUTE=0 turns the rate limit off", () => {
+  it("defaults to 1,200 requests a minute, 100 streams per key and 30 failed authentications a minute per address; 0 turns a limit off", () => {
     expect(appLimits(loadConfig({}))).toEqual({
       rateLimit: { max: 1200, timeWindowMs: 60_000 },
       maxStreamsPerKey: 100,
+      authFailureLimit: { max: 30, timeWindowMs: 60_000 },
       streamDelivery: streamDeliveryDefaults,
     });
-    expect(appLimits(loadConfig({ RATE_LIMIT_PER_MINUTE: "0", MAX_STREAMS_PER_KEY: "7" }))).toMatchObject({
+    expect(appLimits(loadConfig({ RATE_LIMIT_PER_MINUTE: "0", MAX_STREAMS_PER_KEY: "7", AUTH_FAILURES_PER_MINUTE: "0" }))).toMatchObject({
       rateLimit: false,
       maxStreamsPerKey: 7,
+      authFailureLimit: false,
     });
   });
 
@@ -120,6 +122,71 @@ describe("limits from the environment", () => {
     expect(() => loadConfig({ SSE_MAX_LAG_EVENTS: "-1" })).toThrow(/SSE_MAX_LAG_EVENTS/);
     expect(() => loadConfig({ SSE_BATCH_BYTES: "1000" })).toThrow(/SSE_BATCH_BYTES/);
     expect(() => loadConfig({ SSE_CACHE_BYTES: "lots" })).toThrow(/SSE_CACHE_BYTES/);
+    expect(() => loadConfig({ AUTH_FAILURES_PER_MINUTE: "-1" })).toThrow(/AUTH_FAILURES_PER_MINUTE/);
+  });
+
+  it("TRUST_PROXY: unset trusts no proxy; true, or the proxies' addresses", () => {
+    expect(loadConfig({}).trustProxy).toBeUndefined();
+    expect(loadConfig({ TRUST_PROXY: "true" }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: "10.0.0.1, 192.168.0.0/16" }).trustProxy).toEqual(["10.0.0.1", "192.168.0.0/16"]);
+  });
+});
+
+describe("failed authentications per client address (AUTH_FAILURES_PER_MINUTE)", () => {
+  let t: TestApp;
+  let tenant: Tenant;
+  beforeAll(async () => {
+    t = await startTestApp({ ...appLimits(loadConfig({ AUTH_FAILURES_PER_MINUTE: "5" })), config: { trustProxy: ["127.0.0.1"] } });
+    tenant = await seedTenant(t.app);
+  });
+  afterAll(async () => t.close());
+
+  const from = (address: string, key: string) =>
+    t.app.inject({
+      method: "GET",
+      url: "/api/studio/v1/expert_jobs",
+      headers: { authorization: `Bearer ${key}`, "x-forwarded-for": address },
+      remoteAddress: "127.0.0.1",
+    });
+  const unknownKey = `ejk_${"a".repeat(24)}_${"b".repeat(43)}`;
+
+  it("answers 429 in the envelope with Retry-After past the limit, before any key lookup, then only for that address", async () => {
+    for (let attempt = 0; attempt < 4; attempt++) expect((await from("203.0.113.7", unknownKey)).statusCode).toBe(401);
+    const fifth = await from("203.0.113.7", `${tenant.clientKey}x`);
+    expect(fifth.statusCode).toBe(429);
+    const blocked = await from("203.0.113.7", tenant.clientKey);
+    expect(blocked.statusCode).toBe(429);
+    expect(blocked.json()).toEqual({
+      code: 429,
+      error: "Too Many Requests",
+      reason: expect.stringMatching(/failed authentications from this address/),
+    });
+    expect(Number(blocked.headers["retry-after"])).toBeGreaterThan(0);
+    // An admin token guessed from the same address is refused too, and other addresses are untouched.
+    const admin = await t.app.inject({
+      method: "POST",
+      url: "/api/admin/v1/organizations",
+      headers: { authorization: "Bearer wrong-admin-token-000", "x-forwarded-for": "203.0.113.7" },
+      payload: { name: "x" },
+      remoteAddress: "127.0.0.1",
+    });
+    expect(admin.statusCode).toBe(429);
+    expect((await from("203.0.113.8", tenant.clientKey)).statusCode).toBe(200);
+    expect((await from("203.0.113.8", unknownKey)).statusCode).toBe(401);
+  });
+
+  it("does not count successful requests", async () => {
+    for (let attempt = 0; attempt < 20; attempt++) expect((await from("198.51.100.1", tenant.clientKey)).statusCode).toBe(200);
+    expect((await from("198.51.100.1", unknownKey)).statusCode).toBe(401);
+  });
+
+  it("documents 429 on every route that authenticates", () => {
+    const document = t.app.swagger() as unknown as { paths: Record<string, Record<string, { responses: Record<string, unknown> }>> };
+    for (const [path, operations] of Object.entries(document.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        if (operation.responses["401"]) expect(operation.responses, `${method} ${path}`).toHaveProperty("429");
+      }
+    }
   });
 });
 

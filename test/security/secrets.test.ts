@@ -8,6 +8,19 @@ import { openSse } from "../helpers/sse.ts";
  * Secrets never leave through a response or a log line, even at `trace`: provider keys (only a claim
  * hands one to its runtime), API keys in `Authorization` or `?access_token=`, and the ADMIN_TOKEN.
  */
+function decodedFully(text: string): string {
+  for (let round = 0; round < 4; round++) {
+    try {
+      const next = decodeURIComponent(text);
+      if (next === text) break;
+      text = next;
+    } catch {
+      break;
+    }
+  }
+  return text;
+}
+
 describe("secrets in responses and logs", () => {
   let t: TestApp;
   let tenant: Tenant;
@@ -94,6 +107,27 @@ describe("secrets in responses and logs", () => {
       await t.app.inject({ method: "GET", url: "/api/studio/v1/expert_jobs", headers: { authorization: `Bearer ${tenant.runtimeKey}0` } }),
     );
 
+    // The token by every spelling a query string allows (`access%5Ftoken` and `%61ccess_token` authenticate), and keys
+    // sent where they do not belong: all masked in the log.
+    const secretKey = tenant.clientKey;
+    const encodedKey = [...secretKey].map((char) => `%${char.charCodeAt(0).toString(16)}`).join("");
+    for (const query of [
+      `access%5Ftoken=${secretKey}`,
+      `%61ccess_token=${secretKey}`,
+      `%61ccess%5ftoken=${encodeURIComponent(secretKey)}`,
+      `after=0;access_token=${secretKey}`,
+      `access_token%3D${secretKey}`,
+      `access_token=${encodedKey}`,
+      `access%255Ftoken=${secretKey}`,
+      `ACCESS_TOKEN=${secretKey}`,
+      `filter=${secretKey}`,
+    ]) {
+      const stopped = (await jobInStatus(t.app, tenant, "completed")).job;
+      record(await t.app.inject({ method: "GET", url: `/api/studio/v1/expert_jobs/${stopped.id}/checkpoints/stream?${query}` }));
+      record(await t.app.inject({ method: "GET", url: `/api/studio/v1/expert_jobs?${query}` }));
+    }
+    record(await t.app.inject({ method: "GET", url: `/api/studio/v1/expert_jobs/${encodeURIComponent(secretKey)}` }));
+
     for (const body of bodies) {
       expect(body).not.toContain(providerSecret);
       expect(body).not.toContain(replacedSecret);
@@ -105,9 +139,12 @@ describe("secrets in responses and logs", () => {
     const text = t.logs.join("\n");
     expect(t.logs.length).toBeGreaterThan(40);
     expect(text).toContain("access_token=[REDACTED]");
+    // Decoded too: a key percent-encoded in a URL must not be in the log in any form.
+    const decoded = t.logs.map(decodedFully).join("\n");
     for (const secret of [providerSecret, replacedSecret, ADMIN_TOKEN, tenant.clientKey, tenant.runtimeKey]) {
       expect(text).not.toContain(secret);
       expect(text).not.toContain(secret.slice(-20));
+      expect(decoded).not.toContain(secret.slice(-20));
     }
     expect(text).not.toMatch(/bearer/i);
   });

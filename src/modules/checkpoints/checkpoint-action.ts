@@ -92,9 +92,11 @@ export type CheckpointAction = Static<typeof CheckpointActionSchema>;
  */
 export const ACTION_CONTENT_FIELDS = ["content", "text", "newText", "oldText", "result", "results", "items", "args"] as const;
 
-/** The SQL twin of `withoutActionContent`, on the `jsonb` column. */
+/** The SQL twin of `withoutActionContent`, on the `json` column (kept as text: `jsonb` cannot hold every text a runtime posts). */
 export const actionWithoutContentSql = (column: string) =>
-  `CASE WHEN ${column}->>'type' = 'interactiveTool' THEN ${column} ELSE ${column} - '{${ACTION_CONTENT_FIELDS.join(",")}}'::text[] END`;
+  `CASE WHEN ${column}->>'type' = 'interactiveTool' THEN ${column}
+    ELSE (SELECT json_object_agg(field.key, field.value) FROM json_each(${column}) AS field
+      WHERE field.key <> ALL ('{${ACTION_CONTENT_FIELDS.join(",")}}'::text[])) END`;
 
 export function withoutActionContent(action: CheckpointAction): CheckpointAction {
   if (action.type === "interactiveTool") return action;

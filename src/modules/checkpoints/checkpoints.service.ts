@@ -2,7 +2,7 @@ import type { PrismaClient } from "../../generated/prisma/client.ts";
 import { BadRequestError, ConflictError, NotFoundError, reasons } from "../../errors.ts";
 import { newId } from "../../lib/ids.ts";
 import { sha256 } from "../../lib/secrets.ts";
-import { escapeLike, withoutNul } from "../../lib/text.ts";
+import { escapeLike, isStorableText, searchableText } from "../../lib/text.ts";
 import type { Sql } from "../../db/sql.ts";
 import type { Principal } from "../../plugins/auth.ts";
 import type { ExpertDigest, Usage } from "../../schemas/common.ts";
@@ -32,13 +32,22 @@ import {
 } from "./checkpoints.sql.ts";
 import { assignOrdinals, conversationJson, hashMessages, mergeRuns, type MessageRuns } from "./message-store.ts";
 
+/** A delegation as its `jsonb` column holds it (`readFeed` reads `expertId` in SQL); its texts as `storedText` keeps them. */
 interface StoredDelegation {
   expertId: string;
-  toolCallId: string;
-  toolName: string;
-  query?: string;
-  checkpointId?: string;
+  toolCallId: StoredText;
+  toolName: StoredText;
+  query?: StoredText;
+  checkpointId?: StoredText;
 }
+
+/**
+ * Text `jsonb` refuses (U+0000, a lone surrogate: Postgres decodes every string of it) is kept as its JSON
+ * text, `{"json": "\"\\ud83d\""}`, which it accepts; `readText` gives back exactly what was posted.
+ */
+type StoredText = string | { json: string };
+const storedText = (text: string): StoredText => (isStorableText(text) ? text : { json: JSON.stringify(text) });
+const readText = (text: StoredText): string => (typeof text === "string" ? text : (JSON.parse(text.json) as string));
 
 export interface ReadOptions {
   /** Parts to leave out (`exclude`); none by default. */
@@ -83,7 +92,7 @@ export class CheckpointsService {
     query: ListCheckpointsQuery,
   ): Promise<{ checkpoints: CheckpointReply[]; total: number }> {
     const job = await this.#requireJob(principal, expertJobId);
-    const pattern = query.filter === undefined ? undefined : `%${escapeLike(withoutNul(query.filter))}%`;
+    const pattern = query.filter === undefined ? undefined : `%${escapeLike(searchableText(query.filter))}%`;
     const exclude = parseExclude(query.exclude);
     const page = { sort: query.sort, order: query.order, take: query.take, skip: query.skip, pattern, maxSeq: job.lastSeq, exclude };
     const [rows, total] = await Promise.all([
@@ -196,28 +205,26 @@ export class CheckpointsService {
       status: posted.status,
       expertId: expert.id,
       expertKey: expert.key,
-      action: JSON.stringify(withoutNul(action)),
-      skillName: withoutNul(step.toolCall?.skillName) ?? null,
-      toolName: withoutNul(step.toolCall?.toolName) ?? null,
+      // `json`: the action carries posted text (tool arguments and results, messages) exactly, U+0000 and lone surrogates included.
+      action: JSON.stringify(action),
+      // Only for the list's filter; answers take both names from `toolCall`.
+      skillName: step.toolCall ? searchableText(step.toolCall.skillName) : null,
+      toolName: step.toolCall ? searchableText(step.toolCall.toolName) : null,
       delegateTo: posted.delegateTo
-        ? JSON.stringify(
-            withoutNul({
-              expertId: delegateExpert!.id,
-              toolCallId: posted.delegateTo.toolCallId,
-              toolName: posted.delegateTo.toolName,
-              query: posted.delegateTo.query,
-            }),
-          )
+        ? JSON.stringify({
+            expertId: delegateExpert!.id,
+            toolCallId: storedText(posted.delegateTo.toolCallId),
+            toolName: storedText(posted.delegateTo.toolName),
+            query: storedText(posted.delegateTo.query),
+          } satisfies StoredDelegation)
         : null,
       delegatedBy: posted.delegatedBy
-        ? JSON.stringify(
-            withoutNul({
-              expertId: delegatedByExpert!.id,
-              toolCallId: posted.delegatedBy.toolCallId,
-              toolName: posted.delegatedBy.toolName,
-              checkpointId: posted.delegatedBy.checkpointId,
-            }),
-          )
+        ? JSON.stringify({
+            expertId: delegatedByExpert!.id,
+            toolCallId: storedText(posted.delegatedBy.toolCallId),
+            toolName: storedText(posted.delegatedBy.toolName),
+            checkpointId: storedText(posted.delegatedBy.checkpointId),
+          } satisfies StoredDelegation)
         : null,
       inputMessages: step.inputMessages === undefined ? null : JSON.stringify(step.inputMessages),
       newMessages: JSON.stringify(step.newMessages),
@@ -362,6 +369,7 @@ function buildCheckpoint(
 ): Checkpoint {
   const delegateTo = row.delegateTo as unknown as StoredDelegation | null;
   const delegatedBy = row.delegatedBy as unknown as StoredDelegation | null;
+  const toolCall = row.toolCall as NonNullable<Checkpoint["toolCall"]> | null;
   const digestOf = (id: string) => digests.get(id)!;
   const action = row.action as CheckpointAction;
   return {
@@ -373,22 +381,26 @@ function buildCheckpoint(
     stepNumber: row.stepNumber,
     status: row.status,
     expert: digestOf(row.expertId),
-    ...(row.skillName !== null && { skillName: row.skillName }),
-    ...(row.toolName !== null && { toolName: row.toolName }),
+    // The tool call's names as posted (`skill_name` and `tool_name` are search columns, where U+0000 cannot be).
+    ...(toolCall !== null && { skillName: toolCall.skillName, toolName: toolCall.toolName }),
     ...(delegateTo && {
-      delegateTo: { expert: digestOf(delegateTo.expertId), toolCallId: delegateTo.toolCallId, toolName: delegateTo.toolName },
+      delegateTo: {
+        expert: digestOf(delegateTo.expertId),
+        toolCallId: readText(delegateTo.toolCallId),
+        toolName: readText(delegateTo.toolName),
+      },
     }),
     ...(delegatedBy && {
       delegatedBy: {
         expert: digestOf(delegatedBy.expertId),
-        toolCallId: delegatedBy.toolCallId,
-        toolName: delegatedBy.toolName,
-        checkpointId: delegatedBy.checkpointId!,
+        toolCallId: readText(delegatedBy.toolCallId),
+        toolName: readText(delegatedBy.toolName),
+        checkpointId: readText(delegatedBy.checkpointId!),
       },
     }),
     ...(!exclude.has("messages") && row.inputMessages !== null && { inputMessages: row.inputMessages as unknown[] }),
     ...(!exclude.has("newMessages") && row.newMessages !== null && { newMessages: row.newMessages as unknown[] }),
-    ...(!exclude.has("toolCall") && row.toolCall !== null && { toolCall: row.toolCall as Checkpoint["toolCall"] }),
+    ...(!exclude.has("toolCall") && toolCall !== null && { toolCall }),
     ...(!exclude.has("toolResult") && row.toolResult !== null && { toolResult: row.toolResult as Checkpoint["toolResult"] }),
     usage: row.usage as Usage,
     contextWindow: row.contextWindow,

@@ -124,7 +124,7 @@ export interface JobUpdate {
   pausedAt: Date | null;
 }
 
-/** The `jsonb` columns as Postgres stores them (key order, numbers): the reply shows them exactly as GET will. */
+/** The JSON columns as Postgres stores them (`jsonb` normalises key order and numbers): the reply shows them exactly as GET will. */
 export interface StoredJsonb {
   action: string;
   usage: string;
@@ -171,7 +171,7 @@ export async function storeCheckpoint(
         delegate_to, delegated_by, message_runs, input_messages, new_messages, tool_call, tool_result, usage, context_window,
         context_window_usage, started_at, finished_at, resumed_from_checkpoint_id, content_hash, created_at, updated_at,
         messages_bytes, detail_bytes)
-      SELECT $1, $2, $3, $4, $5, $6::checkpoint_status, $7, $8, $9::jsonb, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb,
+      SELECT $1, $2, $3, $4, $5, $6::checkpoint_status, $7, $8, $9::json, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb,
         $15::json, $16::json, $17::json, $18::json, $19::jsonb, $20::float8, $21::float8, $22::timestamptz, $23::timestamptz, $24,
         decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $39::int, $40::int
       FROM updated
@@ -239,10 +239,14 @@ function checkpointColumns(exclude: ReadonlySet<Exclusion>): string {
   return `c.id, c.seq, c.run_id, c.step_number, c.status::text AS status, c.expert_id, c.expert_key,
   (${action})::text AS action, c.skill_name, c.tool_name, c.delegate_to::text AS delegate_to, c.delegated_by::text AS delegated_by,
   c.message_runs::text AS message_runs, ${unless("messages", "c.input_messages::text")} AS input_messages,
-  ${unless("newMessages", "c.new_messages::text")} AS new_messages, ${unless("toolCall", "c.tool_call::text")} AS tool_call,
+  ${unless("newMessages", "c.new_messages::text")} AS new_messages, ${exclude.has("toolCall") ? toolCallNames : "c.tool_call::text"} AS tool_call,
   ${unless("toolResult", "c.tool_result::text")} AS tool_result, c.usage::text AS usage, c.context_window,
   c.context_window_usage, ${iso("c.started_at")} AS started_at, ${iso("c.finished_at")} AS finished_at`;
 }
+
+/** Without the tool call, its names still are the checkpoint's `skillName` and `toolName`. */
+const toolCallNames = `(CASE WHEN c.tool_call IS NOT NULL
+  THEN json_build_object('skillName', c.tool_call->'skillName', 'toolName', c.tool_call->'toolName')::text END)`;
 
 /** A name per set of exclusions, for prepared statements. */
 const exclusionKey = (exclude: ReadonlySet<Exclusion>) => exclusions.filter((exclusion) => exclude.has(exclusion)).join("_");

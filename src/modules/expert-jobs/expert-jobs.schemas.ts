@@ -4,6 +4,7 @@ import {
   ExpertKeySchema,
   IdSchema,
   ModelSchema,
+  numericString,
   PageMetaSchema,
   PagingQuerySchema,
   TimestampSchema,
@@ -59,20 +60,26 @@ export const ExpertJobEnvelopeSchema = Type.Object(
 
 export const ExpertJobParamsSchema = Type.Object({ expertJobId: IdSchema });
 
-// Numbers arrive as strings from multipart/form-data (the original client's encoding); the validator
-// coerces numeric strings, so both encodings share one schema.
+// The contract types these as strings and its clients send numbers too: a JSON body may send either (a
+// numeric string in JSON's own number syntax); multipart/form-data sends every field as text anyway.
 export const RunSettingsSchema = {
-  temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: "0..1; a number or a numeric string" })),
-  maxSteps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: "≥ 1; a number or a numeric string" })),
-  maxRetries: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: "≥ 0; a number or a numeric string" })),
+  temperature: Type.Optional(numericString(Type.Number({ minimum: 0, maximum: 1, description: "0..1; a number or a numeric string" }))),
+  maxSteps: Type.Optional(
+    numericString(Type.Integer({ minimum: 1, maximum: 1_000_000, description: "≥ 1; a number or a numeric string" })),
+  ),
+  maxRetries: Type.Optional(numericString(Type.Integer({ minimum: 0, maximum: 1000, description: "≥ 0; a number or a numeric string" }))),
   model: Type.Optional(ModelSchema),
 };
 
 export const QuerySchema = Type.String({ maxLength: 20480 });
-export const FilesSchema = Type.Array(Type.String({ minLength: 1, maxLength: 10240 }), {
-  maxItems: 1000,
+const FileSchema = Type.String({ minLength: 1, maxLength: 10240 });
+export const FilesSchema = Type.Union([FileSchema, Type.Array(FileSchema, { maxItems: 1000 })], {
   description: "A string or an array of strings; a single string becomes a one-element array",
 });
+
+/** `files` as sent (a string or strings) as the list the job keeps. */
+export const fileList = (files: string | string[] | undefined): string[] =>
+  files === undefined ? [] : Array.isArray(files) ? files : [files];
 
 export const StartExpertJobBodySchema = Type.Object(
   {

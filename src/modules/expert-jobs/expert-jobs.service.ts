@@ -1,19 +1,21 @@
 import type { Prisma, PrismaClient } from "../../generated/prisma/client.ts";
 import { BadRequestError, NotFoundError, reasons } from "../../errors.ts";
 import { newId } from "../../lib/ids.ts";
+import { escapeLike } from "../../lib/text.ts";
 import { defaultModel, providerOf } from "../../lib/models.ts";
 import { notifyExpertJobChanged } from "../../db/channels.ts";
 import type { Principal } from "../../plugins/auth.ts";
 import { emptyUsage, type Model, type Usage } from "../../schemas/common.ts";
 import { toExpertDigest, type ExpertsService } from "../experts/experts.service.ts";
 import type { ProviderKeysService } from "../provider-keys/provider-keys.service.ts";
-import type {
-  ContinueExpertJobBody,
-  ExpertJob,
-  ExpertJobStatus,
-  ListExpertJobsQuery,
-  ResumeExpertJobBody,
-  StartExpertJobBody,
+import {
+  fileList,
+  type ContinueExpertJobBody,
+  type ExpertJob,
+  type ExpertJobStatus,
+  type ListExpertJobsQuery,
+  type ResumeExpertJobBody,
+  type StartExpertJobBody,
 } from "./expert-jobs.schemas.ts";
 import { continuableStatuses, statusAfterCancel } from "./job-state.ts";
 
@@ -49,8 +51,8 @@ export function toExpertJob(row: ExpertJobRow): ExpertJob {
   };
 }
 
-export const hasQueryOrFiles = (query: string | undefined, files: string[] | undefined): boolean =>
-  (query !== undefined && query !== "") || (files !== undefined && files.length > 0);
+export const hasQueryOrFiles = (query: string | undefined, files: string | string[] | undefined): boolean =>
+  (query !== undefined && query !== "") || fileList(files).length > 0;
 
 export class ExpertJobsService {
   constructor(
@@ -75,7 +77,7 @@ export class ExpertJobsService {
           expertKey: body.expertKey,
           status: "queued",
           ...(body.query !== undefined && body.query !== "" && { query: body.query }),
-          files: body.files ?? [],
+          files: fileList(body.files),
           model,
           temperature: body.temperature ?? 0,
           maxSteps: body.maxSteps ?? 100,
@@ -112,7 +114,7 @@ export class ExpertJobsService {
     const where: Prisma.ExpertJobWhereInput = {
       applicationId: principal.applicationId,
       ...(query.status && { status: query.status as ExpertJobStatus }),
-      ...(query.filter && { expertKey: { contains: query.filter, mode: "insensitive" } }),
+      ...(query.filter && { expertKey: { contains: escapeLike(query.filter), mode: "insensitive" } }),
     };
     const [rows, total] = await Promise.all([
       this.prisma.expertJob.findMany({
@@ -158,7 +160,7 @@ export class ExpertJobsService {
         data: {
           status: "queued",
           query: body.query === undefined || body.query === "" ? null : body.query,
-          files: body.files ?? [],
+          files: fileList(body.files),
           interactiveToolCallResult: body.interactiveToolCallResult ?? null,
           ...(body.model !== undefined && { model: body.model }),
           ...(body.temperature !== undefined && { temperature: body.temperature }),

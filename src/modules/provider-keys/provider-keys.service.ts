@@ -1,6 +1,7 @@
-import type { PrismaClient } from "../../generated/prisma/client.ts";
+import type { Prisma, PrismaClient } from "../../generated/prisma/client.ts";
 import type { Bytes, SecretBox } from "../../lib/secrets.ts";
 import type { Provider } from "../../lib/models.ts";
+import { encryptCheckValue } from "./secrets-key-check.ts";
 
 interface StoredProviderKey {
   applicationId: string;
@@ -74,10 +75,20 @@ export class ProviderKeysService {
     return count > 0;
   }
 
-  async reveal(applicationId: string, provider: Provider): Promise<string | undefined> {
-    const row = await this.prisma.providerKey.findUnique({ where: { applicationId_provider: { applicationId, provider } } });
+  /** The key in plaintext; in the caller's transaction when given, so a key that fails to decrypt rolls back what the caller did. */
+  async reveal(
+    applicationId: string,
+    provider: Provider,
+    db: Prisma.TransactionClient | PrismaClient = this.prisma,
+  ): Promise<string | undefined> {
+    const row = await db.providerKey.findUnique({ where: { applicationId_provider: { applicationId, provider } } });
     if (!row) return undefined;
-    return this.#decrypt(row, this.secrets);
+    try {
+      return this.#decrypt(row, this.secrets);
+    } catch (error) {
+      // Logged (masked as a 500): the check at start-up makes this a row written with another key, or altered.
+      throw new Error(`the ${provider} key of application ${applicationId} cannot be decrypted with this SECRETS_KEY`, { cause: error });
+    }
   }
 
   /**
@@ -112,6 +123,11 @@ export class ProviderKeysService {
         if (unreadable.length > 0) {
           throw new Error(`neither key opens the provider keys of ${unreadable.join(", ")}: nothing was changed`);
         }
+        // The start-up check value moves to the new key with them, or no server would start with it.
+        const check = encryptCheckValue(this.secrets);
+        await tx.$executeRaw`INSERT INTO secrets_key_check (id, ciphertext, iv, auth_tag)
+          VALUES (1, ${check.ciphertext}, ${check.iv}, ${check.authTag})
+          ON CONFLICT (id) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, iv = EXCLUDED.iv, auth_tag = EXCLUDED.auth_tag`;
         return result;
       },
       { timeout: 120_000 },

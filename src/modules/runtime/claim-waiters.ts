@@ -1,5 +1,6 @@
 export interface Waiter {
   readonly applicationId: string;
+  readonly apiKeyId: string;
   /** Set by a wake-up; the claim loop clears it before each attempt, so a wake during an attempt is not lost. */
   woken: boolean;
   release?: () => void;
@@ -15,8 +16,8 @@ export class ClaimWaiters {
     return count;
   }
 
-  add(applicationId: string): Waiter {
-    const waiter: Waiter = { applicationId, woken: false };
+  add(applicationId: string, apiKeyId: string): Waiter {
+    const waiter: Waiter = { applicationId, apiKeyId, woken: false };
     let waiters = this.#byApplication.get(applicationId);
     if (!waiters) this.#byApplication.set(applicationId, (waiters = new Set()));
     waiters.add(waiter);
@@ -46,13 +47,22 @@ export class ClaimWaiters {
   }
 
   wake(applicationId: string): void {
-    for (const waiter of this.#byApplication.get(applicationId) ?? []) {
-      waiter.woken = true;
-      waiter.release?.();
+    for (const waiter of this.#byApplication.get(applicationId) ?? []) this.#release(waiter);
+  }
+
+  /** The waiters of one API key (it was revoked); a key's waiters are all of its application's. */
+  wakeKey(apiKeyId: string): void {
+    for (const waiters of this.#byApplication.values()) {
+      for (const waiter of waiters) if (waiter.apiKeyId === apiKeyId) this.#release(waiter);
     }
   }
 
   wakeAll(): void {
     for (const applicationId of [...this.#byApplication.keys()]) this.wake(applicationId);
+  }
+
+  #release(waiter: Waiter): void {
+    waiter.woken = true;
+    waiter.release?.();
   }
 }

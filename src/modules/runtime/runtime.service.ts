@@ -1,6 +1,6 @@
 import { Prisma, type PrismaClient } from "../../generated/prisma/client.ts";
 import type { FastifyBaseLogger } from "fastify";
-import { ConflictError } from "../../errors.ts";
+import { ConflictError, UnauthorizedError } from "../../errors.ts";
 import { notifyExpertJobChanged, type ExpertJobChangedPayload } from "../../db/channels.ts";
 import { providerOf } from "../../lib/models.ts";
 import type { Principal } from "../../plugins/auth.ts";
@@ -66,20 +66,20 @@ export class RuntimeService {
    * queued; undefined when none came, the server is closing or `signal` aborted (the client left).
    */
   claim(principal: Principal, waitMs: number, signal: AbortSignal): Promise<Claim | undefined> {
-    const claiming = this.#claim(principal.applicationId, waitMs, signal);
+    const claiming = this.#claim(principal, waitMs, signal);
     this.#inFlight.add(claiming);
     void claiming.finally(() => this.#inFlight.delete(claiming)).catch(() => {});
     return claiming;
   }
 
-  async #claim(applicationId: string, waitMs: number, signal: AbortSignal): Promise<Claim | undefined> {
+  async #claim(principal: Principal, waitMs: number, signal: AbortSignal): Promise<Claim | undefined> {
     const deadline = Date.now() + waitMs;
     // Registered before the first attempt: a job queued between an empty attempt and the wait still wakes it.
-    const waiter = this.#waiters.add(applicationId);
+    const waiter = this.#waiters.add(principal.applicationId, principal.apiKeyId);
     try {
       for (;;) {
         waiter.woken = false;
-        const claim = await this.#claimOnce(applicationId);
+        const claim = await this.#claimOnce(principal);
         if (claim) return claim;
         const remaining = deadline - Date.now();
         if (remaining <= 0 || this.#closed || signal.aborted) return undefined;
@@ -91,33 +91,47 @@ export class RuntimeService {
     }
   }
 
-  async #claimOnce(applicationId: string): Promise<Claim | undefined> {
+  /**
+   * One attempt, in one transaction: the key is still active, the oldest queued job is taken and its
+   * provider key decrypted, or nothing happens. A key that cannot be decrypted rolls the claim back (the
+   * job stays queued) instead of leaving a `processing` job no runtime has.
+   */
+  async #claimOnce(principal: Principal): Promise<Claim | undefined> {
+    const { applicationId } = principal;
     for (;;) {
-      const job = await this.prisma.$transaction(async (tx) => {
+      const claimed = await this.prisma.$transaction(async (tx) => {
+        // FOR SHARE: a revocation (an UPDATE of the row) waits for a claim in progress to commit, and a claim
+        // waits for a revocation in progress, then sees it: a revoked key never gets a job or its secret.
+        const [active] = await tx.$queryRaw<Array<{ id: string }>>`
+          SELECT id FROM api_key WHERE id = ${principal.apiKeyId} AND revoked_at IS NULL FOR SHARE`;
+        if (!active) throw new UnauthorizedError();
         // SKIP LOCKED: concurrent claimers (on any instance) each take a different job, or none.
-        const [next] = await tx.$queryRaw<Array<{ id: string }>>`
-          SELECT id FROM expert_job
+        const [next] = await tx.$queryRaw<Array<{ id: string; model: string }>>`
+          SELECT id, model FROM expert_job
           WHERE application_id = ${applicationId} AND status = 'queued'
           ORDER BY created_at, id
           LIMIT 1
           FOR UPDATE SKIP LOCKED`;
         if (!next) return undefined;
-        const claimed = await tx.expertJob.update({
+        const provider = providerOf(next.model);
+        const key = await this.providerKeys.reveal(applicationId, provider, tx);
+        // The key was deleted after the job was queued. Failing the job (a client can continue it once a key
+        // is back) beats handing it to a runtime that cannot call its model, or re-claiming it forever.
+        const status = key === undefined ? "failed" : "processing";
+        const job = await tx.expertJob.update({
           where: { id: next.id },
-          data: { status: "processing", leaseExpiresAt: new Date(Date.now() + this.options.leaseMs), pausedAt: null },
+          data:
+            key === undefined
+              ? { status, leaseExpiresAt: null }
+              : { status, leaseExpiresAt: new Date(Date.now() + this.options.leaseMs), pausedAt: null },
           include: expertJobInclude,
         });
-        await notifyExpertJobChanged(tx, { expertJobId: claimed.id, applicationId, status: claimed.status });
-        return claimed;
+        await notifyExpertJobChanged(tx, { expertJobId: job.id, applicationId, status });
+        return { job, provider, key };
       });
-      if (!job) return undefined;
-
-      const provider = providerOf(job.model);
-      const key = await this.providerKeys.reveal(applicationId, provider);
+      if (!claimed) return undefined;
+      const { job, provider, key } = claimed;
       if (key === undefined) {
-        // The key was deleted after the job was queued. Failing the job (a client can continue it once a
-        // key is back) beats handing it to a runtime that cannot call its model, or re-claiming it forever.
-        await this.#failClaimed(job);
         this.log.warn({ expertJobId: job.id, provider }, "claimed job failed: its provider API key is gone");
         continue;
       }
@@ -129,16 +143,6 @@ export class RuntimeService {
         providerKey: { provider, key },
       };
     }
-  }
-
-  async #failClaimed(job: ExpertJobRow): Promise<void> {
-    await this.prisma.$transaction(async (tx) => {
-      const { count } = await tx.expertJob.updateMany({
-        where: { id: job.id, status: "processing", leaseExpiresAt: job.leaseExpiresAt },
-        data: { status: "failed", leaseExpiresAt: null },
-      });
-      if (count > 0) await notifyExpertJobChanged(tx, { expertJobId: job.id, applicationId: job.applicationId, status: "failed" });
-    });
   }
 
   async #checkpointToResume(job: ExpertJobRow): Promise<Checkpoint | undefined> {
@@ -153,6 +157,11 @@ export class RuntimeService {
   /** A job changed somewhere (any instance): waiting claims of its application try again when it was queued. */
   onJobChanged(payload: ExpertJobChangedPayload): void {
     if (payload.status === "queued") this.#waiters.wake(payload.applicationId);
+  }
+
+  /** A key was revoked (on any instance): its waiting claims look again, and get 401. */
+  onApiKeyRevoked(apiKeyId: string): void {
+    this.#waiters.wakeKey(apiKeyId);
   }
 
   /** After notifications may have been missed (LISTEN reconnect), every waiting claim looks again. */

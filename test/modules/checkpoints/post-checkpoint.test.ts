@@ -219,7 +219,7 @@ describe("POST /expert_jobs/{expertJobId}/checkpoints/", () => {
       expect((await jobOf(job.id)).totalDuration).toBe(253_402_300_799_999);
     });
 
-    it("stores tool calls and results carrying U+0000 as posted, with U+FFFD in the derived action", async () => {
+    it("stores tool calls and results carrying U+0000 as posted, the derived action too", async () => {
       const job = await newJob();
       const toolCall = { id: "call_nul", skillName: "shell", toolName: "exec", args: { command: "cat blob\u0000.bin" } };
       const toolResult = toolResultFor(toolCall, "head\u0000tail");
@@ -230,23 +230,23 @@ describe("POST /expert_jobs/{expertJobId}/checkpoints/", () => {
       expect(checkpoint.messages).toEqual(body.checkpoint.messages);
       expect(checkpoint.action).toMatchObject({
         type: "generalTool",
-        args: { command: "cat blob\uFFFD.bin" },
-        result: [{ text: "head\uFFFDtail" }],
+        args: { command: "cat blob\u0000.bin" },
+        result: [{ text: "head\u0000tail" }],
       });
       expect((await client.get(`/expert_jobs/${job.id}/checkpoints/${checkpoint.id}`)).json().data.checkpoint).toEqual(checkpoint);
     });
 
-    it("stores tool names and a delegate query carrying U+0000 instead of failing", async () => {
+    it("stores tool names and a delegate query carrying U+0000 as posted instead of failing", async () => {
       const job = await newJob();
       const toolCall = { id: "call_nul", skillName: "sh\u0000ell", toolName: "ex\u0000ec", args: {} };
       const first = await post(job.id, checkpointBody(tenant, { stepNumber: 1, toolCall }));
       expect(first.statusCode, first.body).toBe(200);
-      expect(first.json().data.checkpoint).toMatchObject({ toolCall, skillName: "sh\uFFFDell", toolName: "ex\uFFFDec" });
+      expect(first.json().data.checkpoint).toMatchObject({ toolCall, skillName: "sh\u0000ell", toolName: "ex\u0000ec" });
       const delegateTo = { expert: expertRef(writer), toolCallId: "call\u0000d", toolName: "@acme/writer", query: "Write\u0000" };
       const second = await post(job.id, checkpointBody(tenant, { stepNumber: 2, status: "stoppedByDelegate", delegateTo }));
       expect(second.statusCode, second.body).toBe(200);
-      expect(second.json().data.checkpoint.delegateTo.toolCallId).toBe("call\uFFFDd");
-      expect(second.json().data.checkpoint.action).toMatchObject({ type: "delegate", query: "Write\uFFFD" });
+      expect(second.json().data.checkpoint.delegateTo.toolCallId).toBe("call\u0000d");
+      expect(second.json().data.checkpoint.action).toMatchObject({ type: "delegate", query: "Write\u0000" });
     });
 
     it("resolves an expert posted by bare name or tag to its registered version", async () => {

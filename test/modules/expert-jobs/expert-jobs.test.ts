@@ -184,6 +184,19 @@ describe("GET /expert_jobs/{id} and GET /expert_jobs", () => {
     expect(queuedWriters.meta.total).toBe(2);
   });
 
+  it("takes % and _ in the filter literally, not as LIKE wildcards", async () => {
+    const owner = await seedTenant(t.app, { expertName: "@acme/data_bot" });
+    const job = await startJob(t.app, owner);
+    const ownList = (query: string) => api(t.app, owner.clientKey).get(`/expert_jobs${query}`);
+    expect((await ownList("?filter=%25")).json().meta.total).toBe(0);
+    expect((await ownList("?filter=data%25bot")).json().meta.total).toBe(0);
+    expect((await ownList("?filter=dat_")).json().meta.total).toBe(0);
+    expect((await ownList("?filter=_")).json().data.expertJobs.map((item: { id: string }) => item.id)).toEqual([job.id]);
+    expect((await ownList("?filter=DATA_BOT")).json().meta.total).toBe(1);
+    expect((await list("?filter=%25")).json().meta.total).toBe(0);
+    expect((await list("?filter=_")).json().meta.total).toBe(0);
+  });
+
   it("answers 422 to paging values out of range and unknown statuses", async () => {
     for (const query of ["?take=0", "?take=101", "?take=ten", "?skip=-1", "?sort=name", "?order=up", "?status=running", "?filter="]) {
       const response = await list(query);

@@ -273,3 +273,19 @@ export async function consistencyProblems(store: ServerStore): Promise<{ problem
   }
   return { problems, checkpoints: runs.length, jobs: jobs.length };
 }
+
+/** A server process that must refuse to start: its exit code and every line it wrote. */
+export async function startupRefusal(
+  store: ServerStore,
+  extraEnv: Record<string, string> = {},
+): Promise<{ code: number | null; output: string[] }> {
+  try {
+    const server = await startServerProcess(store, extraEnv);
+    server.child.kill("SIGKILL");
+    throw new Error(`the server started:\n${server.output.join("\n")}`);
+  } catch (error) {
+    const match = /^server exited before listening \((\w+)\):\n([\s\S]*)$/.exec((error as Error).message);
+    if (!match) throw error;
+    return { code: Number(match[1]), output: match[2]!.split("\n").filter(Boolean) };
+  }
+}

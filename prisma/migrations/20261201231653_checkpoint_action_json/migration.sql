@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "checkpoint" ALTER COLUMN "action" SET DATA TYPE JSON;
