@@ -92,6 +92,8 @@ interface ReadPlan {
   variants: Map<string, Variant>;
 }
 
+const COMMA = Buffer.from(",");
+
 const frame = (event: string, data: string, id?: number) => `${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${data}\n\n`;
 
 /**
@@ -129,8 +131,8 @@ class JobFeed {
   get heldBytes(): number {
     return this.liveBytes + this.#textBytes;
   }
-  /** The job's message texts by ordinal, as stored; every one up to `#textsThrough` is here. */
-  readonly #texts = new Map<number, string>();
+  /** The job's message texts by ordinal, as stored (UTF-8); every one up to `#textsThrough` is here. */
+  readonly #texts = new Map<number, Buffer>();
   #textBytes = 0;
   #textsThrough = 0;
   /** The job's newest event and status, as of the latest read (undefined before the first). */
@@ -309,8 +311,9 @@ class JobFeed {
 
   #addText(ordinal: number, text: string) {
     if (this.#texts.has(ordinal)) return;
-    this.#texts.set(ordinal, text);
-    this.#textBytes += text.length;
+    const bytes = Buffer.from(text);
+    this.#texts.set(ordinal, bytes);
+    this.#textBytes += bytes.length;
     while (this.#texts.has(this.#textsThrough + 1)) this.#textsThrough++;
   }
 
@@ -525,11 +528,29 @@ export class StreamHub {
     return this.checkpoints.messageTexts(expertJobId, runs);
   }
 
-  /** The event's frame in a variant: serialised once, into the Buffer every subscriber of it gets (encoded once, not per stream). */
-  frame(event: FeedEvent, variant: Variant, texts: ReadonlyMap<number, string>): Buffer {
-    const { checkpoint, messagesJson } = event.build(variant.exclude, texts);
-    const data = messagesJson === undefined ? this.#json.serialize(checkpoint) : this.#json.withMessagesJson(checkpoint, messagesJson);
-    const chunk = Buffer.from(frame("message", data, event.seq));
+  /**
+   * The event's frame in a variant: serialised once, into the Buffer every subscriber of it gets (encoded
+   * once, not per stream). The conversation goes in as the message texts' bytes, copied once into the
+   * frame: a replay of a long job builds hundreds of megabytes of frames from a few megabytes of messages,
+   * and building them as strings first left as much again for the garbage collector.
+   */
+  frame(event: FeedEvent, variant: Variant, texts: ReadonlyMap<number, Buffer>): Buffer {
+    const checkpoint = event.build(variant.exclude);
+    let chunk: Buffer;
+    if (variant.exclude.has("messages")) chunk = Buffer.from(frame("message", this.#json.serialize(checkpoint), event.seq));
+    else if (!this.#json.aroundMessages) {
+      const messagesJson = `[${Array.from(decodeRuns(event.messageRuns), (ordinal) => texts.get(ordinal)!.toString()).join(",")}]`;
+      chunk = Buffer.from(frame("message", this.#json.withMessagesJson(checkpoint, messagesJson), event.seq));
+    } else {
+      const [before, after] = this.#json.aroundMessages(checkpoint);
+      const parts: Buffer[] = [Buffer.from(`id: ${event.seq}\nevent: message\ndata: ${before}[`)];
+      for (const ordinal of decodeRuns(event.messageRuns)) {
+        if (parts.length > 1) parts.push(COMMA);
+        parts.push(texts.get(ordinal)!);
+      }
+      parts.push(Buffer.from(`]${after}\n\n`));
+      chunk = Buffer.concat(parts);
+    }
     this.framesBuiltBytes += chunk.length;
     return chunk;
   }

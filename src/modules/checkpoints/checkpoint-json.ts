@@ -10,6 +10,11 @@ export interface CheckpointSerializer {
   serialize(checkpoint: Checkpoint): string;
   /** The checkpoint with `messages` given as the JSON text of the conversation, spliced in as it is. */
   withMessagesJson(checkpoint: Checkpoint, messagesJson: string): string;
+  /**
+   * The checkpoint's JSON before and after its `messages` value (`before + messagesJson + after` is
+   * `withMessagesJson`), so the conversation can be put in as bytes; undefined when splicing is off.
+   */
+  aroundMessages?: (checkpoint: Checkpoint) => [before: string, after: string];
   /** `{data:{checkpoint}}`, as `CheckpointEnvelopeSchema` serialises it. */
   envelope(reply: CheckpointReply): string;
   /** `{data:{checkpoints},meta}`, as `CheckpointListSchema` serialises it. */
@@ -26,12 +31,14 @@ export interface CheckpointSerializer {
 export function checkpointSerializer(): CheckpointSerializer {
   const serialize = fastJson(CheckpointSchema) as (checkpoint: Checkpoint) => string;
   const serializeMeta = fastJson(PageMetaSchema) as (meta: PageMeta) => string;
-  const withMessagesJson = messagesSplicer(serialize);
+  const aroundMessages = messagesAround(serialize);
+  const withMessagesJson = messagesSplicer(serialize, aroundMessages);
   const text = ({ checkpoint, messagesJson }: CheckpointReply) =>
     messagesJson === undefined ? serialize(checkpoint) : withMessagesJson(checkpoint, messagesJson);
   return {
     serialize,
     withMessagesJson,
+    ...(aroundMessages && { aroundMessages }),
     envelope: (reply) => `{"data":{"checkpoint":${text(reply)}}}`,
     page: (replies, meta) => `{"data":{"checkpoints":[${replies.map(text).join(",")}]},"meta":${serializeMeta(meta)}}`,
   };
@@ -41,11 +48,26 @@ export function checkpointSerializer(): CheckpointSerializer {
  * Serialises a checkpoint with its conversation given as JSON text: the properties written before
  * `messages` and those after it are serialised apart and the text goes in between, so the result is what
  * serialising the parsed conversation would give, without parsing and serialising it again (a long job
- * streams its whole conversation in every event). The key order is the serializer's own (it writes
- * required properties first), read from a probe; if splicing ever disagrees with it on that probe,
- * messages are parsed and serialised as before.
+ * streams its whole conversation in every event). Without a splice (see `messagesAround`), messages
+ * are parsed and serialised as before.
  */
-export function messagesSplicer(serialize: (checkpoint: Checkpoint) => string): (checkpoint: Checkpoint, messagesJson: string) => string {
+export function messagesSplicer(
+  serialize: (checkpoint: Checkpoint) => string,
+  around = messagesAround(serialize),
+): (checkpoint: Checkpoint, messagesJson: string) => string {
+  if (!around) return (checkpoint, messagesJson) => serialize({ ...checkpoint, messages: JSON.parse(messagesJson) });
+  return (checkpoint, messagesJson) => {
+    const [before, after] = around(checkpoint);
+    return before + messagesJson + after;
+  };
+}
+
+/**
+ * The checkpoint's JSON before and after its `messages` value. The key order is the serializer's own (it
+ * writes required properties first), read from a probe; if splicing ever disagrees with the serializer on
+ * that probe, there is no splice (undefined).
+ */
+export function messagesAround(serialize: (checkpoint: Checkpoint) => string): ((checkpoint: Checkpoint) => [string, string]) | undefined {
   const digest = {
     type: "expertDigest",
     id: "e",
@@ -84,19 +106,20 @@ export function messagesSplicer(serialize: (checkpoint: Checkpoint) => string): 
     startedAt: "t",
     finishedAt: "t",
   } as unknown as Checkpoint;
-  const fallback = (checkpoint: Checkpoint, messagesJson: string) => serialize({ ...checkpoint, messages: JSON.parse(messagesJson) });
   try {
     const order = Object.keys(JSON.parse(serialize(probe)) as object);
     const at = order.indexOf("messages");
+    if (at <= 0) return undefined;
     const part = (keys: string[]) =>
       fastJson(Type.Object(Object.fromEntries(keys.map((key) => [key, CheckpointSchema.properties[key as keyof Checkpoint]]))));
     const [head, tail] = [part(order.slice(0, at)), part(order.slice(at + 1))];
-    const splice = (checkpoint: Checkpoint, messagesJson: string) => {
+    const around = (checkpoint: Checkpoint): [string, string] => {
       const rest = tail(checkpoint);
-      return `${head(checkpoint).slice(0, -1)},"messages":${messagesJson}${rest === "{}" ? "}" : `,${rest.slice(1)}`}`;
+      return [`${head(checkpoint).slice(0, -1)},"messages":`, rest === "{}" ? "}" : `,${rest.slice(1)}`];
     };
-    return at > 0 && splice(probe, JSON.stringify(probe.messages)) === serialize(probe) ? splice : fallback;
+    const [before, after] = around(probe);
+    return before + JSON.stringify(probe.messages) + after === serialize(probe) ? around : undefined;
   } catch {
-    return fallback;
+    return undefined;
   }
 }

@@ -127,12 +127,7 @@ export class CheckpointsService {
       events: feed.rows.map((row) => ({
         seq: row.seq,
         messageRuns: row.messageRuns as MessageRuns,
-        build: (exclude, texts) => {
-          const checkpoint = buildCheckpoint(expertJobId, row, digests, exclude);
-          return exclude.has("messages")
-            ? { checkpoint }
-            : { checkpoint, messagesJson: conversationJson(row.messageRuns as MessageRuns, texts) };
-        },
+        build: (exclude) => buildCheckpoint(expertJobId, row, digests, exclude),
       })),
     };
   }
@@ -147,10 +142,10 @@ export class CheckpointsService {
     const query = { afterSeq, limit, maxBytes: Number.MAX_SAFE_INTEGER, exclude: NOTHING_EXCLUDED, messagesAfter: 0 };
     const feed = await this.readFeed(expertJobId, query);
     const texts = new Map(feed?.messages ?? []);
-    return (feed?.events ?? []).map(({ seq, build }) => {
-      const { checkpoint, messagesJson } = build(NOTHING_EXCLUDED, texts);
-      return { seq, checkpoint: withMessages(checkpoint, JSON.parse(messagesJson!)) };
-    });
+    return (feed?.events ?? []).map(({ seq, build, messageRuns }) => ({
+      seq,
+      checkpoint: withMessages(build(NOTHING_EXCLUDED), JSON.parse(conversationJson(messageRuns, texts))),
+    }));
   }
 
   /**
@@ -348,11 +343,8 @@ export interface FeedEvent {
   seq: number;
   /** The conversation's messages, as ordinal runs. */
   messageRuns: MessageRuns;
-  /**
-   * The event's reply without these parts; `exclude` must include every part the read left out, and
-   * unless it excludes messages, `texts` must hold every message of `messageRuns`.
-   */
-  build(exclude: ReadonlySet<Exclusion>, texts: ReadonlyMap<number, string>): CheckpointReply;
+  /** The event's checkpoint without `messages` and without these parts; `exclude` must include every part the read left out. */
+  build(exclude: ReadonlySet<Exclusion>): Checkpoint;
 }
 
 const delegationsOf = (row: CheckpointRecord) =>
