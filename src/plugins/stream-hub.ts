@@ -125,12 +125,7 @@ class JobFeed {
   readonly #cache = new Set<Frame>();
   #cachedBytes = 0;
   /** Bytes of the frames alive (cached or being written). */
-  liveBytes = 0;
-
-  /** What the feed holds in memory: the frames alive and the message texts. */
-  get heldBytes(): number {
-    return this.liveBytes + this.#textBytes;
-  }
+  #liveBytes = 0;
   /** The job's message texts by ordinal, as stored (UTF-8); every one up to `#textsThrough` is here. */
   readonly #texts = new Map<number, Buffer>();
   #textBytes = 0;
@@ -149,6 +144,11 @@ class JobFeed {
     readonly expertJobId: string,
     private readonly hub: StreamHub,
   ) {}
+
+  /** What the feed holds in memory: the frames alive and the message texts. */
+  get heldBytes(): number {
+    return this.#liveBytes + this.#textBytes;
+  }
 
   add(subscriber: Subscriber): void {
     this.subscribers.add(subscriber);
@@ -218,7 +218,7 @@ class JobFeed {
   #dropIfDead(frame: Frame) {
     if (frame.cached || frame.writing > 0 || this.#frames.get(`${frame.seq}:${frame.key}`) !== frame) return;
     this.#frames.delete(`${frame.seq}:${frame.key}`);
-    this.liveBytes -= frame.buffer.length;
+    this.#liveBytes -= frame.buffer.length;
   }
 
   /** From the subscriber furthest behind among those that can take an event the cache lacks, in the variants they need. */
@@ -322,7 +322,7 @@ class JobFeed {
       if (this.#frames.has(`${seq}:${key}`)) continue;
       const built: Frame = { seq, key, buffer, writing: 0, cached: false };
       this.#frames.set(`${seq}:${key}`, built);
-      this.liveBytes += buffer.length;
+      this.#liveBytes += buffer.length;
       this.#cacheFrame(built);
     }
   }

@@ -32,9 +32,12 @@ export const checkpointStreamRoutes: FastifyPluginAsyncTypebox = async (app) => 
         operationId: "getApiStudioV1Expert_jobsByExpertJobIdCheckpointsStream",
         summary: "Stream checkpoints (Server-Sent Events)",
         description:
-          "Replays the job's checkpoints, then sends new ones live as `message` events (`id` = the checkpoint's sequence in the job). " +
-          "`complete {status, expertJobId}` ends the stream once the job is stopped; `error {type, expertJobId, message?, checkpointId?}` " +
-          "reports a failure while streaming. Resume with `Last-Event-ID` or `?after=`. `: ping` comments keep idle connections open.",
+          "Replays the job's checkpoints, then sends new ones live as `message` events (`id` = the checkpoint's sequence in the job), " +
+          "each whole, whatever its size, written at the client's own pace. `complete {status, expertJobId}` ends the stream once the " +
+          "job is stopped; `error {type, expertJobId, message?, checkpointId?}` reports a failure while streaming. Resume with " +
+          "`Last-Event-ID` or `?after=`. `: ping` comments keep idle connections open. A client whose socket takes nothing for " +
+          "SSE_STALL_TIMEOUT_MS, or that falls more than SSE_MAX_LAG_EVENTS behind, is cut off without an event and resumes with " +
+          "`Last-Event-ID`. `exclude` leaves heavy parts out of every event, as on GET and the list.",
         tags: ["checkpoints"],
         params: ExpertJobParamsSchema,
         querystring: StreamQuerySchema,
