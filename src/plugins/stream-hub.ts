@@ -120,7 +120,7 @@ class JobFeed {
    * Every frame alive: cached, or still held by a socket it was written to. A subscriber that needs a
    * frame some socket still holds takes that same Buffer: no read, no copy.
    */
-  readonly #frames = new Map<string, Frame>();
+  readonly #frames = new Map<number, Map<string, Frame>>();
   /** The cached frames, in order of last use. */
   readonly #cache = new Set<Frame>();
   #cachedBytes = 0;
@@ -172,11 +172,18 @@ class JobFeed {
     if (plan) void this.#read(plan);
   }
 
-  /** The socket of a blocked subscriber drained: it continues from the cache, or asks for a read. */
+  /**
+   * The socket of a blocked subscriber drained: it continues from the cache, or asks for a read. Only a
+   * subscriber that needs one plans a read: with events larger than a socket's buffer every socket
+   * drains once per event, and planning walks every subscriber (10,000 streams made that quadratic).
+   */
   drained(subscriber: Subscriber): void {
     if (!subscriber.blocked || !this.subscribers.has(subscriber)) return;
     this.hub.unblocked(subscriber);
     this.advance(subscriber);
+    if (subscriber.blocked || !this.subscribers.has(subscriber)) return;
+    const next = subscriber.lastSent + 1;
+    if (!this.#stale && (this.#head === undefined || next > this.#head)) return;
     this.schedule();
   }
 
@@ -197,7 +204,7 @@ class JobFeed {
 
   /** The frame of an event in a variant, if it is alive; it is (again) cached, as the one used last. */
   #lookup(seq: number, key: string): Frame | undefined {
-    const found = this.#frames.get(`${seq}:${key}`);
+    const found = this.#frames.get(seq)?.get(key);
     if (found) this.#cacheFrame(found);
     return found;
   }
@@ -216,8 +223,10 @@ class JobFeed {
   }
 
   #dropIfDead(frame: Frame) {
-    if (frame.cached || frame.writing > 0 || this.#frames.get(`${frame.seq}:${frame.key}`) !== frame) return;
-    this.#frames.delete(`${frame.seq}:${frame.key}`);
+    const variants = this.#frames.get(frame.seq);
+    if (frame.cached || frame.writing > 0 || variants?.get(frame.key) !== frame) return;
+    variants.delete(frame.key);
+    if (variants.size === 0) this.#frames.delete(frame.seq);
     this.#liveBytes -= frame.buffer.length;
   }
 
@@ -228,7 +237,7 @@ class JobFeed {
     for (const subscriber of this.subscribers) {
       if (subscriber.blocked) continue;
       const next = subscriber.lastSent + 1;
-      if (this.#frames.has(`${next}:${subscriber.variant.key}`)) continue;
+      if (this.#frames.get(next)?.has(subscriber.variant.key)) continue;
       const known = this.#head !== undefined && next <= this.#head;
       if (!known && !this.#stale) continue;
       afterSeq = Math.min(afterSeq, subscriber.lastSent);
@@ -319,9 +328,11 @@ class JobFeed {
 
   #store(seq: number, frames: Map<string, Buffer>) {
     for (const [key, buffer] of frames) {
-      if (this.#frames.has(`${seq}:${key}`)) continue;
+      let variants = this.#frames.get(seq);
+      if (variants?.has(key)) continue;
+      if (!variants) this.#frames.set(seq, (variants = new Map()));
       const built: Frame = { seq, key, buffer, writing: 0, cached: false };
-      this.#frames.set(`${seq}:${key}`, built);
+      variants.set(key, built);
       this.#liveBytes += buffer.length;
       this.#cacheFrame(built);
     }

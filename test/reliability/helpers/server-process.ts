@@ -284,7 +284,7 @@ export async function startupRefusal(
     server.child.kill("SIGKILL");
     throw new Error(`the server started:\n${server.output.join("\n")}`);
   } catch (error) {
-    const match = /^server exited before listening \((\w+)\):\n([\s\S]*)$/.exec((error as Error).message);
+    const match = /^server exited before it was ready \((\w+)\):\n([\s\S]*)$/.exec((error as Error).message);
     if (!match) throw error;
     return { code: Number(match[1]), output: match[2]!.split("\n").filter(Boolean) };
   }
