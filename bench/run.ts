@@ -4,8 +4,8 @@
  * even on a noisy shared machine. P1–P4 and startup are here; replay throughput and the measures on the
  * real-runtime corpus are in bench/measures/.
  *
- *   npm run bench                  full run (≈ 10 min)
- *   npm run bench -- --quick       smaller sizes (< 2 min)
+ *   npm run bench                  full run (≈ 15 min on a quiet 2-core machine)
+ *   npm run bench -- --quick       smaller sizes (≈ 4 min)
  *   npm run bench -- --only p1,p2  some measures only (startup p1 p2 p3 p4 replay corpus); JSON only, BENCHMARKS.md untouched
  *   npm run bench -- --profile     writes the server's V8 CPU profile to bench/results/profiles/
  *   npm run bench -- --report bench/results/<run>.json   rewrites BENCHMARKS.md from a run, without measuring

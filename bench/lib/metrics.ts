@@ -1,12 +1,24 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { HttpClient } from "./http.ts";
 
 /**
  * The server's own metrics (GET /metrics, Prometheus text), as `name{labels}` → value and, for every
- * name, the sum of its series under the bare name.
+ * name, the sum of its series under the bare name. A server whose event loop is saturated sheds requests
+ * (503, under-pressure) for a few seconds: retried for up to `patienceMs`, then empty (and noted).
  */
-export async function scrapeMetrics(http: HttpClient): Promise<Map<string, number>> {
-  const text = (await http.request("GET", "/metrics", undefined)).body.toString();
+export async function scrapeMetrics(http: HttpClient, patienceMs = 30_000): Promise<Map<string, number>> {
+  const deadline = Date.now() + patienceMs;
+  let response = await http.request("GET", "/metrics", undefined);
+  while (response.status !== 200 && Date.now() < deadline) {
+    await sleep(500);
+    response = await http.request("GET", "/metrics", undefined);
+  }
   const values = new Map<string, number>();
+  if (response.status !== 200) {
+    values.set("bench_metrics_unavailable", response.status);
+    return values;
+  }
+  const text = response.body.toString();
   for (const line of text.split("\n")) {
     if (line === "" || line.startsWith("#")) continue;
     const match = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})? ([0-9.e+-]+|NaN|[+-]Inf)$/.exec(line);
@@ -19,8 +31,20 @@ export async function scrapeMetrics(http: HttpClient): Promise<Map<string, numbe
   return values;
 }
 
+export interface StreamWork {
+  reads: number;
+  frameBytesBuilt: number;
+  eventsSent: number;
+  cutOffs: { stalled: number; lagging: number };
+  /** Set when a scrape failed: the counters are then NaN. */
+  unavailable?: string;
+}
+
 /** What the stream hub did between two scrapes: database reads, bytes of frames built, cut-offs (by reason), events sent. */
-export function streamWork(before: Map<string, number>, after: Map<string, number>) {
+export function streamWork(before: Map<string, number>, after: Map<string, number>): StreamWork {
+  const failed = before.get("bench_metrics_unavailable") ?? after.get("bench_metrics_unavailable");
+  if (failed !== undefined)
+    return { reads: NaN, frameBytesBuilt: NaN, eventsSent: NaN, cutOffs: { stalled: NaN, lagging: NaN }, unavailable: `GET /metrics answered ${failed}` };
   const delta = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
   return {
     reads: delta("expert_jobs_stream_reads_total"),

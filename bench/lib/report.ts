@@ -4,13 +4,16 @@ import path from "node:path";
 
 type Results = Record<string, any>;
 
-const fmt = (value: number | undefined, digits = 1) =>
-  value === undefined || Number.isNaN(value)
+const fmt = (value: number | undefined | null, digits = 1) =>
+  value === undefined || value === null || Number.isNaN(value)
     ? "–"
     : value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 const mib = (bytes: number) => `${fmt(bytes / 2 ** 20, 2)} MiB`;
 const met = (ok: boolean | undefined) => (ok === undefined ? "–" : ok ? "✅ met" : "❌ not met");
 
+/** Bytes in KB, or MB from 1 MB on (decimal units). */
+const bytesText = (bytes: number | undefined) =>
+  bytes === undefined ? "–" : bytes >= 1e6 ? `${fmt(bytes / 1e6, 2)} MB` : `${fmt(bytes / 1000, bytes < 10_000 ? 1 : 0)} KB`;
 const kb = (bytes: number | undefined) => (bytes === undefined ? "–" : `${fmt(bytes / 1000, bytes < 10_000 ? 1 : 0)} KB`);
 
 /**
@@ -374,7 +377,7 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
     );
     for (const size of p3s) {
       out.push(
-        `| ${size.name}${size.eventBytes ? `: ${kb(size.eventBytes.p50)}` : ""} | ${fmt(size.open, 0)} (${size.failed}) | ${size.openSeconds} | ${fmt(size.rssBeforeKiB / 1024, 0)} / ${fmt(size.rssOpenedKiB / 1024, 0)} / ${fmt(size.rssAfterKiB / 1024, 0)} | **${fmt(size.perStreamKiB)}** | ${size.rssMaxDuringEventsKiB ? fmt(size.rssMaxDuringEventsKiB / 1024, 0) : "–"} / ${fmt(size.rssAfterEventsKiB / 1024, 0)} | ${fmt(size.latency.p50, 0)} | ${fmt(size.latency.p99, 0)} | ${fmt(size.latency.max, 0)} | ${size.missing} |`,
+        `| ${size.name}${size.eventBytes ? `: ${kb(size.eventBytes.p50)}` : ""} | ${fmt(size.open, 0)} (${size.failed}) | ${size.openSeconds} | ${fmt(size.rssBeforeKiB / 1024, 0)} / ${fmt(size.rssOpenedKiB / 1024, 0)} / ${fmt(size.rssAfterKiB / 1024, 0)} | ${size.perStreamKiB > 0 ? `**${fmt(size.perStreamKiB)}**` : "– (RSS fell: a collection)"} | ${size.rssMaxDuringEventsKiB ? fmt(size.rssMaxDuringEventsKiB / 1024, 0) : "–"} / ${fmt(size.rssAfterEventsKiB / 1024, 0)} | ${fmt(size.latency.p50, 0)} | ${fmt(size.latency.p99, 0)} | ${fmt(size.latency.max, 0)} | ${size.missing} |`,
       );
     }
     out.push("", "Each event:", "", "| events | event | size | p50 (ms) | p99 (ms) | max (ms) |", "|---|---|---|---|---|---|");
@@ -503,14 +506,14 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
     );
     for (const bucket of ingest.buckets) {
       out.push(
-        `| ${bucket.toBytes ? `${kb(bucket.fromBytes)}–${kb(bucket.toBytes)}` : `> ${kb(bucket.fromBytes)}`} | ${bucket.lines} | ${kb(bucket.meanBytes)} | ${fmt(bucket.latency.p50)} | ${fmt(bucket.latency.p99)} | ${fmt(bucket.serverCpuMs.p50)} / ${fmt(bucket.serverCpuMs.max)} | ${fmt(bucket.postgresCpuMs.p50)} |`,
+        `| ${bucket.fromBytes === 0 ? `≤ ${bytesText(bucket.toBytes)}` : bucket.toBytes ? `${bytesText(bucket.fromBytes)}–${bytesText(bucket.toBytes)}` : `> ${bytesText(bucket.fromBytes)}`} | ${bucket.lines} | ${bytesText(bucket.meanBytes)} | ${fmt(bucket.latency.p50)} | ${fmt(bucket.latency.p99)} | ${fmt(bucket.serverCpuMs.p50)} / ${fmt(bucket.serverCpuMs.max)} | ${fmt(bucket.postgresCpuMs.p50)} |`,
       );
     }
     out.push(
-      `| all | ${corpus.lines} | ${kb(corpus.totalBytes / corpus.lines)} | ${fmt(ingest.latency.p50)} | ${fmt(ingest.latency.p99)} | – | – |`,
+      `| all | ${corpus.lines} | ${bytesText(corpus.totalBytes / corpus.lines)} | ${fmt(ingest.latency.p50)} | ${fmt(ingest.latency.p99)} | – | – |`,
       "",
-      `First and last step: line 1 (${kb(ingest.first.bytes)}) took ${fmt(ingest.first.ms)} ms and ${fmt(ingest.first.serverCpuMs)} ms of server CPU ` +
-        `(${fmt(ingest.first.postgresCpuMs)} ms in Postgres); line ${ingest.last.line} (${kb(ingest.last.bytes)}, the whole conversation) took ${fmt(ingest.last.ms)} ms and ` +
+      `First and last step: line 1 (${bytesText(ingest.first.bytes)}) took ${fmt(ingest.first.ms)} ms and ${fmt(ingest.first.serverCpuMs)} ms of server CPU ` +
+        `(${fmt(ingest.first.postgresCpuMs)} ms in Postgres); line ${ingest.last.line} (${bytesText(ingest.last.bytes)}, the whole conversation) took ${fmt(ingest.last.ms)} ms and ` +
         `${fmt(ingest.last.serverCpuMs)} ms of server CPU (${fmt(ingest.last.postgresCpuMs)} ms in Postgres). Every line is in the results file (\`corpus.ingest.perLine\`).`,
       "",
     );
