@@ -56,6 +56,9 @@ const EVENT_SIZES = [
   { name: "~1 MB", conversationBytes: 1_000_000 },
 ];
 
+/** P2's event counts at each size, by subscriber count. */
+const withEvents = (...events: Array<Record<number, number>>) => EVENT_SIZES.map((size, index) => ({ ...size, events: events[index]! }));
+
 const settings = quick
   ? {
       p1: {
@@ -67,11 +70,7 @@ const settings = quick
       },
       p2: {
         subscribers: [1, 100, 1_000],
-        sizes: [
-          { name: "~5 KB", conversationBytes: 0, events: { 1: 150, 100: 40, 1_000: 20 } as Record<number, number> },
-          { name: "~100 KB", conversationBytes: 100_000, events: { 1: 60, 100: 20, 1_000: 10 } as Record<number, number> },
-          { name: "~1 MB", conversationBytes: 1_000_000, events: { 1: 40, 100: 10, 1_000: 5 } as Record<number, number> },
-        ],
+        sizes: withEvents({ 1: 150, 100: 40, 1_000: 20 }, { 1: 60, 100: 20, 1_000: 10 }, { 1: 40, 100: 10, 1_000: 5 }),
       },
       p3: { streams: 2_000, events: 2, settleMs: 5_000, sizes: EVENT_SIZES },
       replay: { steps: 100, stepBytes: 10_000, subscribers: [1, 10, 100] },
@@ -89,11 +88,8 @@ const settings = quick
       },
       p2: {
         subscribers: [1, 100, 1_000],
-        sizes: [
-          { name: "~5 KB", conversationBytes: 0, events: { 1: 400, 100: 100, 1_000: 60 } as Record<number, number> },
-          { name: "~100 KB", conversationBytes: 100_000, events: { 1: 100, 100: 60, 1_000: 30 } as Record<number, number> },
-          { name: "~1 MB", conversationBytes: 1_000_000, events: { 1: 200, 100: 40, 1_000: 15 } as Record<number, number> },
-        ],
+        // Fewer events where they grow the conversation most against its size (the ~100 KB events span ±50%).
+        sizes: withEvents({ 1: 400, 100: 100, 1_000: 60 }, { 1: 100, 100: 60, 1_000: 30 }, { 1: 200, 100: 40, 1_000: 15 }),
       },
       p3: { streams: 10_000, events: 3, settleMs: 15_000, sizes: EVENT_SIZES },
       replay: { steps: 200, stepBytes: 10_000, subscribers: [1, 10, 100] },
