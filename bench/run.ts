@@ -1,11 +1,12 @@
 /**
- * The benchmark suite (issue 5): the server on real PostgreSQL, started the way README says, driven over
- * HTTP from this process, and raw `pg` doing the same work in the same run, so the ratios hold even on a
- * noisy shared machine.
+ * The benchmark suite (issues 5 and 10): the server on real PostgreSQL, started the way README says,
+ * driven over HTTP from this process, and raw `pg` doing the same work in the same run, so the ratios hold
+ * even on a noisy shared machine. P1–P4 and startup are here; replay throughput and the measures on the
+ * real-runtime corpus are in bench/measures/.
  *
- *   npm run bench                  full run (≈ 10 min)
- *   npm run bench -- --quick       smaller sizes (< 2 min)
- *   npm run bench -- --only p1,p2  some measures only (p1 p2 p3 p4 startup); JSON only, BENCHMARKS.md untouched
+ *   npm run bench                  full run (≈ 15 min on a quiet 2-core machine)
+ *   npm run bench -- --quick       smaller sizes (≈ 4 min)
+ *   npm run bench -- --only p1,p2  some measures only (startup p1 p2 p3 p4 replay corpus); JSON only, BENCHMARKS.md untouched
  *   npm run bench -- --profile     writes the server's V8 CPU profile to bench/results/profiles/
  *   npm run bench -- --report bench/results/<run>.json   rewrites BENCHMARKS.md from a run, without measuring
  *
@@ -21,12 +22,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { CpuMeter, perOperation } from "./lib/cpu.ts";
-import { rawCheckpoint, RawListener, rawSteps, seedLongJob, withDatabase, type RawJob } from "./lib/db.ts";
+import { rawCheckpoint, RawListener, rawReadCheckpoints, rawSteps, seedLongJob, withDatabase, type RawJob, type RawStep } from "./lib/db.ts";
 import { HttpClient } from "./lib/http.ts";
-import { jobBodies, openingMessages, prose, RUN_ID, step as makeStep, usage, type Expert } from "./lib/payloads.ts";
+import { scrapeMetrics, streamTimings, streamWork } from "./lib/metrics.ts";
+import { jobBodies, openingMessages, prose, RUN_ID, step as makeStep, usage } from "./lib/payloads.ts";
 import { writeReport } from "./lib/report.ts";
-import { startServer, type RunningServer } from "./lib/server.ts";
+import { startServer, watchMemory, type RunningServer } from "./lib/server.ts";
 import { openStreams } from "./lib/sse-clients.ts";
+import { seedTenant, startJobs, type Tenant } from "./lib/tenant.ts";
+import { measureCorpus } from "./measures/corpus.ts";
+import { measureReplay } from "./measures/replay.ts";
 import { median, nowMs, summarize, type Summary } from "./lib/stats.ts";
 
 const { values: args } = parseArgs({
@@ -40,7 +45,19 @@ const { values: args } = parseArgs({
   },
 });
 const quick = args.quick;
-const only = new Set((args.only ?? "startup,p1,p2,p3,p4").split(",").map((name) => name.trim()));
+const MEASURES = ["startup", "p1", "p2", "p3", "p4", "replay", "corpus"];
+const only = new Set((args.only ?? MEASURES.join(",")).split(",").map((name) => name.trim()));
+const unknown = [...only].filter((name) => !MEASURES.includes(name));
+if (unknown.length > 0) throw new Error(`--only: unknown measure(s) ${unknown.join(", ")}; known: ${MEASURES.join(", ")}`);
+
+const EVENT_SIZES = [
+  { name: "~5 KB", conversationBytes: 0 },
+  { name: "~100 KB", conversationBytes: 100_000 },
+  { name: "~1 MB", conversationBytes: 1_000_000 },
+];
+
+/** P2's event counts at each size, by subscriber count. */
+const withEvents = (...events: Array<Record<number, number>>) => EVENT_SIZES.map((size, index) => ({ ...size, events: events[index]! }));
 
 const settings = quick
   ? {
@@ -51,8 +68,13 @@ const settings = quick
         postsPerLevel: { 1: 40, 8: 160, 32: 640 } as Record<number, number>,
         rounds: 1,
       },
-      p2: { subscribers: [1, 100, 1_000], events: { 1: 150, 100: 40, 1_000: 20 } as Record<number, number> },
-      p3: { streams: 2_000, events: 2, settleMs: 5_000 },
+      p2: {
+        subscribers: [1, 100, 1_000],
+        sizes: withEvents({ 1: 150, 100: 40, 1_000: 20 }, { 1: 60, 100: 20, 1_000: 10 }, { 1: 40, 100: 10, 1_000: 5 }),
+      },
+      p3: { streams: 2_000, events: 2, settleMs: 5_000, sizes: EVENT_SIZES },
+      replay: { steps: 100, stepBytes: 10_000, subscribers: [1, 10, 100] },
+      corpus: { ingestRounds: 1, readSamples: 8 },
       p4: { steps: 200, stepBytes: 2_048, checkpoints: 100_000, samples: 15 },
       startup: { repeats: 1 },
     }
@@ -64,8 +86,14 @@ const settings = quick
         postsPerLevel: { 1: 150, 8: 480, 32: 1_920 } as Record<number, number>,
         rounds: 3,
       },
-      p2: { subscribers: [1, 100, 1_000], events: { 1: 400, 100: 100, 1_000: 60 } as Record<number, number> },
-      p3: { streams: 10_000, events: 3, settleMs: 15_000 },
+      p2: {
+        subscribers: [1, 100, 1_000],
+        // Fewer events where they grow the conversation most against its size (the ~100 KB events span ±50%).
+        sizes: withEvents({ 1: 400, 100: 100, 1_000: 60 }, { 1: 100, 100: 60, 1_000: 30 }, { 1: 200, 100: 40, 1_000: 15 }),
+      },
+      p3: { streams: 10_000, events: 3, settleMs: 15_000, sizes: EVENT_SIZES },
+      replay: { steps: 200, stepBytes: 10_000, subscribers: [1, 10, 100] },
+      corpus: { ingestRounds: 3, readSamples: 30 },
       p4: { steps: 1_000, stepBytes: 2_048, checkpoints: 100_000, samples: 40 },
       startup: { repeats: 3 },
     };
@@ -79,118 +107,12 @@ const scratch = await mkdtemp(path.join(os.tmpdir(), "ej-bench-"));
 const log = (...parts: unknown[]) => console.log(`[${((nowMs() - t0) / 1000).toFixed(1).padStart(6)}s]`, ...parts);
 const t0 = nowMs();
 
-/**
- * API keys of one scope. The server limits requests (1,200 a minute) and open streams (100) per key, so
- * the bench spreads its load over keys like a fleet of runtimes and dashboards would, and never runs into
- * a limit: a key is retired after `maxUses` requests.
- */
-class KeyRing {
-  #current: string | undefined;
-  #uses = 0;
-
-  constructor(
-    /** Swapped when the bench restarts the server. */
-    public http: HttpClient,
-    private readonly applicationId: string,
-    private readonly scope: "client" | "runtime",
-    private readonly maxUses = 1_000,
-  ) {}
-
-  async fresh(): Promise<string> {
-    const response = await this.http.json("POST", `/api/admin/v1/applications/${this.applicationId}/api_keys`, ADMIN_TOKEN, {
-      scope: this.scope,
-    });
-    return response.data.apiKey.key as string;
-  }
-
-  async many(count: number): Promise<string[]> {
-    return Promise.all(Array.from({ length: count }, () => this.fresh()));
-  }
-
-  /** A key with `uses` requests left in it. */
-  async next(uses = 1): Promise<string> {
-    if (!this.#current || this.#uses + uses > this.maxUses) {
-      this.#current = await this.fresh();
-      this.#uses = 0;
-    }
-    this.#uses += uses;
-    return this.#current;
-  }
-}
-
-interface Tenant {
-  organizationId: string;
-  applicationId: string;
-  clientKeys: KeyRing;
-  runtimeKeys: KeyRing;
-  expert: Expert & { id: string };
-}
-
-async function seedTenant(http: HttpClient): Promise<Tenant> {
-  const admin = (method: string, url: string, body?: unknown) => http.json(method, `/api/admin/v1${url}`, ADMIN_TOKEN, body);
-  const { organization } = (await admin("POST", "/organizations", { name: `bench-${randomBytes(3).toString("hex")}` })).data;
-  const { application } = (await admin("POST", `/organizations/${organization.id}/applications`, { name: "bench" })).data;
-  const { expert } = (
-    await admin("POST", `/organizations/${organization.id}/experts`, { name: "@bench/agent", version: "1.0.0", description: "Bench" })
-  ).data;
-  await admin("PUT", `/applications/${application.id}/provider_keys/anthropic`, { key: "sk-ant-bench" });
-  return {
-    organizationId: organization.id,
-    applicationId: application.id,
-    clientKeys: new KeyRing(http, application.id, "client"),
-    runtimeKeys: new KeyRing(http, application.id, "runtime"),
-    expert: { id: expert.id, key: expert.key, name: expert.name, version: expert.version },
-  };
-}
-
-async function startJobs(http: HttpClient, tenant: Tenant, count: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let index = 0; index < count; index += 16) {
-    const size = Math.min(16, count - index);
-    const key = await tenant.clientKeys.next(size);
-    const batch = await Promise.all(
-      Array.from({ length: size }, () =>
-        http.json("POST", "/api/studio/v1/expert_jobs", key, { expertKey: tenant.expert.key, query: "Fix the failing test" }),
-      ),
-    );
-    ids.push(...batch.map((response) => response.data.expertJob.id as string));
-  }
-  return ids;
-}
-
-/** Sum and count of the server's own stream-read histograms (GET /metrics), for where delivery time goes. */
-async function streamMetrics(http: HttpClient): Promise<Record<string, number>> {
-  const text = (await http.request("GET", "/metrics", undefined)).body.toString();
-  const values: Record<string, number> = {};
-  for (const name of ["expert_jobs_stream_read_duration_seconds", "expert_jobs_notification_lag_seconds"]) {
-    for (const suffix of ["sum", "count"]) {
-      const match = new RegExp(`^${name}_${suffix}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, "m").exec(text);
-      values[`${name}_${suffix}`] = match ? Number(match[1]) : 0;
-    }
-  }
-  return values;
-}
-
-function metricsDelta(before: Record<string, number>, after: Record<string, number>) {
-  const mean = (name: string) => {
-    const count = after[`${name}_count`]! - before[`${name}_count`]!;
-    return count > 0 ? Math.round(((after[`${name}_sum`]! - before[`${name}_sum`]!) / count) * 1e5) / 100 : undefined;
-  };
-  return {
-    readMsMean: mean("expert_jobs_stream_read_duration_seconds"),
-    notificationLagMsMean: mean("expert_jobs_notification_lag_seconds"),
-  };
-}
-
 /** A client that a failed run's DROP DATABASE … WITH (FORCE) may cut off without crashing the bench. */
 function connection(url: string): pg.Client {
   const client = new pg.Client({ connectionString: url });
   client.on("error", (error) => log("database connection lost:", error.message));
   return client;
 }
-
-/** The server lets one key hold 100 open streams; many subscribers use many keys, as many dashboards would. */
-const STREAMS_PER_KEY = 90;
 
 const rawJob = (tenant: Tenant, id: string): RawJob => ({ id, expertId: tenant.expert.id, expertKey: tenant.expert.key });
 
@@ -297,75 +219,142 @@ async function measureIngest(server: RunningServer, http: HttpClient, tenant: Te
   };
 }
 
+/** The server lets one key hold 100 open streams; many subscribers use many keys, as many dashboards would. */
+const STREAMS_PER_KEY = 90;
+
+interface EventSize {
+  name: string;
+  /** The whole conversation each event carries, about (0: the events of one-step runs, ~3 KB). */
+  conversationBytes: number;
+}
+
+/**
+ * A job whose events carry their whole conversation, about `size.conversationBytes` of it: a history of
+ * ~10 KB steps committed before anyone subscribes, then `events` steps of ~1 KB each, as a long run goes
+ * on. The history stops half the events' growth short of the size, so the events sit around it. The
+ * smallest size is a job of one-step runs (each event a run of its own: its instruction, query and step).
+ */
+function sizedSteps(size: EventSize, events: number): { history: RawStep[]; events: RawStep[] } {
+  const measuredStepBytes = 1_024;
+  if (size.conversationBytes === 0) return { history: [], events: rawSteps(events, measuredStepBytes, { runLength: 1 }) };
+  const historySteps = Math.max(0, Math.round((size.conversationBytes - (events * measuredStepBytes) / 2 - 1_600) / 10_000));
+  const steps = rawSteps(historySteps + events, (n) => (n <= historySteps ? 10_000 : measuredStepBytes));
+  return { history: steps.slice(0, historySteps), events: steps.slice(historySteps) };
+}
+
+async function commitAll(db: pg.Client, job: RawJob, steps: RawStep[]) {
+  for (const step of steps) await rawCheckpoint(db, job, step);
+}
+
+const streamPath = (jobId: string, after = 0) => `/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream${after > 0 ? `?after=${after}` : ""}`;
+
 async function measureDelivery(server: RunningServer, http: HttpClient, tenant: Tenant, url: string) {
   const port = Number(new URL(server.url).port);
   const sender = connection(url);
   await sender.connect();
-  const levels = [];
-  let rawSummary: Summary | undefined;
-  for (const subscribers of settings.p2.subscribers) {
-    const events = settings.p2.events[subscribers]!;
-    const [jobId, rawJobId] = await startJobs(http, tenant, 2);
-    const steps = rawSteps(events + 1, 1_024, { window: true });
-    const crowd = await openStreams({
-      port,
-      path: `/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream`,
-      tokens: await tenant.clientKeys.many(Math.ceil(subscribers / STREAMS_PER_KEY)),
-      count: subscribers,
-      perWorker: 500,
-    });
-    if (crowd.failed > 0) throw new Error(`P2: ${crowd.failed} streams failed to open: ${crowd.errors.join("; ")}`);
-    const listener = subscribers === 1 ? new RawListener(url, rawJobId!) : undefined;
-    await listener?.start();
-    const samples: number[] = [];
-    const slowest: number[] = [];
-    const rawSamples: number[] = [];
-    let missing = 0;
-    const metricsBefore = await streamMetrics(http);
-    for (let index = 0; index < events; index++) {
-      let committedAt = 0;
-      const seq = await rawCheckpoint(sender, rawJob(tenant, jobId!), steps[index]!, () => (committedAt = nowMs()));
-      const { times, missing: lost } = await crowd.arrivals(seq, 15_000);
-      missing += lost;
-      for (const time of times) samples.push(time - committedAt);
-      if (times.length > 0) slowest.push(Math.max(...times) - committedAt);
-      if (listener) {
-        // The same transaction on another job, watched by one plain LISTEN connection.
-        let rawCommittedAt = 0;
-        const arrival = listener.arrival(index + 1);
-        await rawCheckpoint(sender, rawJob(tenant, rawJobId!), steps[index]!, () => (rawCommittedAt = nowMs()));
-        rawSamples.push((await arrival) - rawCommittedAt);
+  const reader = connection(url);
+  await reader.connect();
+  const sizes = [];
+  for (const size of settings.p2.sizes) {
+    const levels = [];
+    let raw: { notify: Summary; read: Summary } | undefined;
+    const eventBytes: number[] = [];
+    for (const subscribers of settings.p2.subscribers) {
+      const events = size.events[subscribers]!;
+      const [jobId, rawJobId] = await startJobs(http, tenant, 2);
+      // One more event than measured: the first warms the feed (its first read brings the whole conversation).
+      const steps = sizedSteps(size, events + 1);
+      await commitAll(sender, rawJob(tenant, jobId!), steps.history);
+      const listener = subscribers === 1 ? new RawListener(url, rawJobId!) : undefined;
+      if (listener) await commitAll(sender, rawJob(tenant, rawJobId!), steps.history);
+      const crowd = await openStreams({
+        port,
+        path: streamPath(jobId!, steps.history.length),
+        tokens: await tenant.clientKeys.many(Math.ceil(subscribers / STREAMS_PER_KEY)),
+        count: subscribers,
+        perWorker: 500,
+      });
+      if (crowd.failed > 0) throw new Error(`P2: ${crowd.failed} streams failed to open: ${crowd.errors.join("; ")}`);
+      await listener?.start();
+      const samples: number[] = [];
+      const slowest: number[] = [];
+      const rawSamples: number[] = [];
+      const rawReadSamples: number[] = [];
+      let missing = 0;
+      const metricsBefore = await scrapeMetrics(http);
+      const memory = watchMemory(server, async () => (await scrapeMetrics(http)).get("expert_jobs_stream_held_bytes") ?? 0);
+      for (let index = 0; index <= events; index++) {
+        let committedAt = 0;
+        const seq = await rawCheckpoint(sender, rawJob(tenant, jobId!), steps.events[index]!, () => (committedAt = nowMs()));
+        const arrived = await crowd.arrivals(seq, 120_000);
+        if (listener) {
+          // The same transaction on another job, watched by one plain LISTEN connection that then reads the event's row and whole conversation.
+          let rawCommittedAt = 0;
+          const arrival = listener.arrival(seq);
+          await rawCheckpoint(sender, rawJob(tenant, rawJobId!), steps.events[index]!, () => (rawCommittedAt = nowMs()));
+          const notifiedAt = await arrival;
+          await rawReadCheckpoints(reader, rawJobId!, { seqs: [seq] });
+          if (index > 0) {
+            rawSamples.push(notifiedAt - rawCommittedAt);
+            rawReadSamples.push(nowMs() - rawCommittedAt);
+          }
+        }
+        if (index === 0) continue;
+        missing += arrived.missing;
+        if (arrived.eventBytes !== undefined) eventBytes.push(arrived.eventBytes);
+        for (const time of arrived.times) samples.push(time - committedAt);
+        if (arrived.times.length > 0) slowest.push(Math.max(...arrived.times) - committedAt);
+        await sleep(2 + Math.random() * 8);
       }
-      await sleep(2 + Math.random() * 8);
+      const held = memory.stop();
+      await listener?.stop();
+      await crowd.close();
+      if (listener) raw = { notify: summarize(rawSamples), read: summarize(rawReadSamples) };
+      const metricsAfter = await scrapeMetrics(http);
+      const result = {
+        subscribers,
+        events,
+        latency: summarize(samples),
+        lastSubscriber: summarize(slowest),
+        missing,
+        server: { ...streamTimings(metricsBefore, metricsAfter), ...streamWork(metricsBefore, metricsAfter), ...held },
+      };
+      log(
+        `P2 ${size.name}, ${subscribers} subscriber(s): p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, missed ${missing} (server: read ${result.server.readMsMean} ms mean, RSS max ${Math.round(held.rssMaxKiB / 1024)} MiB)${raw && subscribers === 1 ? `; raw p99 ${raw.notify.p99} ms, raw with read ${raw.read.p99} ms` : ""}`,
+      );
+      levels.push(result);
     }
-    await listener?.stop();
-    await crowd.close();
-    if (listener) rawSummary = summarize(rawSamples);
-    const server = metricsDelta(metricsBefore, await streamMetrics(http));
-    const result = { subscribers, events, latency: summarize(samples), lastSubscriber: summarize(slowest), missing, server };
-    log(
-      `P2 ${subscribers} subscriber(s): p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms (server: read ${server.readMsMean} ms, lag ${server.notificationLagMsMean} ms mean)${rawSummary && subscribers === 1 ? `; raw p99 ${rawSummary.p99} ms` : ""}`,
-    );
-    levels.push(result);
+    sizes.push({ name: size.name, conversationBytes: size.conversationBytes, eventBytes: summarize(eventBytes), raw: raw!.notify, rawRead: raw!.read, levels });
   }
   await sender.end();
-  return { eventBytes: undefined as number | undefined, raw: rawSummary!, levels };
+  await reader.end();
+  return { sizes };
 }
 
-async function measureConnections(server: RunningServer, http: HttpClient, tenant: Tenant, url: string) {
+/** P3 at one event size, on a fresh server process of its own (memory per stream is measured on it). */
+async function measureConnections(server: RunningServer, http: HttpClient, tenant: Tenant, url: string, size: EventSize) {
   const { streams, events, settleMs } = settings.p3;
   const port = Number(new URL(server.url).port);
-  const path = (jobId: string) => `/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream`;
   const [jobId, warmJobId] = await startJobs(http, tenant, 2);
-  const steps = rawSteps(events, 1_024, { window: true });
+  const steps = sizedSteps(size, events);
+  const sender = connection(url);
+  await sender.connect();
+  await commitAll(sender, rawJob(tenant, jobId!), steps.history);
   const tokens = await tenant.clientKeys.many(Math.ceil(streams / STREAMS_PER_KEY));
   // A fresh server process: warm its code paths with a few streams first, so the baseline is a running server.
-  const warm = await openStreams({ port, path: path(warmJobId!), tokens: tokens.slice(0, 2), count: 100, perWorker: 500 });
+  const warm = await openStreams({ port, path: streamPath(warmJobId!), tokens: tokens.slice(0, 2), count: 100, perWorker: 500 });
   await warm.close();
   await sleep(2_000);
   const rssBefore = server.rssKiB();
   const opening = nowMs();
-  const crowd = await openStreams({ port, path: path(jobId!), tokens, count: streams, perWorker: 2_500, parallel: 32 });
+  const crowd = await openStreams({
+    port,
+    path: streamPath(jobId!, steps.history.length),
+    tokens,
+    count: streams,
+    perWorker: 2_500,
+    parallel: 32,
+  });
   const openMs = nowMs() - opening;
   await sleep(1_000);
   const rssOpened = server.rssKiB();
@@ -373,30 +362,36 @@ async function measureConnections(server: RunningServer, http: HttpClient, tenan
   await sleep(settleMs);
   const rssAfter = server.rssKiB();
   log(
-    `P3 ${crowd.open} streams open in ${(openMs / 1000).toFixed(1)} s (${crowd.failed} failed); RSS ${rssBefore} → ${rssOpened} (just opened) → ${rssAfter} KiB (settled)`,
+    `P3 ${size.name}: ${crowd.open} streams open in ${(openMs / 1000).toFixed(1)} s (${crowd.failed} failed); RSS ${rssBefore} → ${rssOpened} (just opened) → ${rssAfter} KiB (settled)`,
   );
-  const sender = connection(url);
-  await sender.connect();
   const perEvent = [];
   const all: number[] = [];
+  const eventBytes: number[] = [];
   let missing = 0;
+  const metricsBefore = await scrapeMetrics(http);
+  const memory = watchMemory(server);
   for (let index = 0; index < events; index++) {
     let committedAt = 0;
-    const seq = await rawCheckpoint(sender, rawJob(tenant, jobId!), steps[index]!, () => (committedAt = nowMs()));
-    const { times, missing: lost } = await crowd.arrivals(seq, 60_000);
-    missing += lost;
-    const latencies = times.map((time) => time - committedAt);
+    const seq = await rawCheckpoint(sender, rawJob(tenant, jobId!), steps.events[index]!, () => (committedAt = nowMs()));
+    const arrived = await crowd.arrivals(seq, 180_000);
+    missing += arrived.missing;
+    if (arrived.eventBytes !== undefined) eventBytes.push(arrived.eventBytes);
+    const latencies = arrived.times.map((time) => time - committedAt);
     all.push(...latencies);
-    perEvent.push(summarize(latencies));
+    perEvent.push({ ...summarize(latencies), eventBytes: arrived.eventBytes });
     log(
-      `P3 event ${index + 1}: p50 ${perEvent.at(-1)!.p50} ms, p99 ${perEvent.at(-1)!.p99} ms, max ${perEvent.at(-1)!.max} ms, missing ${lost}`,
+      `P3 ${size.name} event ${index + 1} (${arrived.eventBytes} bytes): p50 ${perEvent.at(-1)!.p50} ms, p99 ${perEvent.at(-1)!.p99} ms, max ${perEvent.at(-1)!.max} ms, missing ${arrived.missing}`,
     );
     await sleep(500);
   }
   await sender.end();
-  const rssWithEvents = server.rssKiB();
+  const rssDuringEvents = memory.stop();
+  const stream = streamWork(metricsBefore, await scrapeMetrics(http));
   await crowd.close();
   return {
+    name: size.name,
+    conversationBytes: size.conversationBytes,
+    eventBytes: summarize(eventBytes),
     streams,
     open: crowd.open,
     failed: crowd.failed,
@@ -407,11 +402,13 @@ async function measureConnections(server: RunningServer, http: HttpClient, tenan
     rssOpenedKiB: rssOpened,
     rssAfterKiB: rssAfter,
     perStreamJustOpenedKiB: Math.round(((rssOpened - rssBefore) / Math.max(1, crowd.open)) * 10) / 10,
-    rssAfterEventsKiB: rssWithEvents,
+    rssMaxDuringEventsKiB: rssDuringEvents.rssMaxKiB,
+    rssAfterEventsKiB: rssDuringEvents.rssEndKiB,
     perStreamKiB: Math.round(((rssAfter - rssBefore) / Math.max(1, crowd.open)) * 10) / 10,
     latency: summarize(all),
     perEvent,
     missing,
+    server: stream,
   };
 }
 
@@ -676,8 +673,17 @@ async function main() {
     let server = await startServer(serverOptions);
     results.startup = { postgresFreshMs: Math.round(server.readyMs) };
     let http = new HttpClient(server.url, 64);
+    const tenant = await seedTenant(http, ADMIN_TOKEN);
+    /** Measures of memory start on a server process of their own. */
+    const restart = async (name: string) => {
+      http.close();
+      await server.stop();
+      server = await startServer({ ...serverOptions, logFile: path.join(scratch, `server-${name}.log`) });
+      http = new HttpClient(server.url, 64);
+      tenant.clientKeys.http = tenant.runtimeKeys.http = http;
+    };
+    const context = () => ({ server, http, url, adminToken: ADMIN_TOKEN, log });
     try {
-      const tenant = await seedTenant(http);
       results.server = { idleRssKiB: server.rssKiB(), openFilesLimit: server.openFilesLimit() };
       if (only.has("p1")) {
         results.p1 = await measureIngest(server, http, tenant, url);
@@ -691,15 +697,23 @@ async function main() {
         results.p4 = await measureHistory(http, tenant, url);
         results.conditions.push(conditions());
       }
-      if (only.has("p3")) {
-        // Memory per stream is measured on a server process of its own, started for it.
-        http.close();
-        await server.stop();
-        server = await startServer({ ...serverOptions, logFile: path.join(scratch, "server-p3.log") });
-        http = new HttpClient(server.url, 64);
-        tenant.clientKeys.http = tenant.runtimeKeys.http = http;
-        results.p3 = await measureConnections(server, http, tenant, url);
+      if (only.has("corpus")) {
+        results.corpus = await measureCorpus(context(), settings.corpus);
         results.conditions.push(conditions());
+      }
+      if (only.has("replay")) {
+        await restart("replay");
+        results.replay = await measureReplay(context(), tenant, settings.replay);
+        results.conditions.push(conditions());
+      }
+      if (only.has("p3")) {
+        const sizes = [];
+        for (const size of settings.p3.sizes) {
+          await restart(`p3-${sizes.length + 1}`);
+          sizes.push(await measureConnections(server, http, tenant, url, size));
+          results.conditions.push(conditions());
+        }
+        results.p3 = { sizes };
       }
     } finally {
       http.close();

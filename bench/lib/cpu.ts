@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import pg from "pg";
 
 /** CPU time (user + system) of a process in ms, from /proc/<pid>/stat (clock ticks of 10 ms). */
@@ -6,6 +6,27 @@ export function processCpuMs(pid: number): number {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
     return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0; // the process has exited
+  }
+}
+
+/**
+ * CPU time of a process in nanoseconds: the sum of its threads' run time (/proc/<pid>/task/<tid>/schedstat),
+ * precise enough for one request, where /proc/<pid>/stat counts 10 ms ticks. Threads that have exited
+ * are not counted (Node's threads live as long as the process).
+ */
+export function processCpuNs(pid: number): number {
+  try {
+    let total = 0;
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        total += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, "utf8").split(" ")[0]);
+      } catch {
+        // the thread exited meanwhile
+      }
+    }
+    return total;
   } catch {
     return 0; // the process has exited
   }

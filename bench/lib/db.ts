@@ -1,7 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
 import { nowMs } from "./stats.ts";
-import { contextWindowUsage, openingMessages, RUN_ID, step as makeStep, usage } from "./payloads.ts";
+import { actionWithoutContentSql } from "../../src/modules/checkpoints/checkpoint-action.ts";
+import type { Exclusion } from "../../src/modules/checkpoints/checkpoints.schemas.ts";
+import { contextWindowUsage, openingMessages, step as makeStep, usage } from "./payloads.ts";
 
 export const sha256 = (data: string | Buffer): Buffer => createHash("sha256").update(data).digest();
 
@@ -29,6 +31,7 @@ export interface RawJob {
 
 /** One step of a job as the raw transaction writes it: everything precomputed, so raw is the floor. */
 export interface RawStep {
+  runId: string;
   stepNumber: number;
   ordinals: number[];
   hashes: Buffer[];
@@ -41,48 +44,61 @@ export interface RawStep {
   usage: string;
   action: string;
   contentHash: Buffer;
+  /** The sizes the server stores with a checkpoint (the stream's reads are bounded by them). */
+  messagesBytes: number;
+  detailBytes: number;
   startedAt: Date;
   finishedAt: Date;
 }
 
 /**
- * Steps 1..count of a job, the same messages the HTTP bodies carry. `window` keeps a checkpoint's
- * conversation to the opening messages plus this step (small events for the delivery measures);
- * otherwise it is the whole conversation so far, as in the ingest measure.
+ * Steps 1..count of a job, the same messages the HTTP bodies carry; step n adds about `stepBytes(n)` of
+ * new messages. Every checkpoint carries its run's whole conversation, stored as the server stores it
+ * (each message once, the checkpoint refers to the run of ordinals). One run by default; with
+ * `runLength`, a new run (its own opening messages, a conversation of its own, as a delegate's run has)
+ * starts every `runLength` steps.
  */
-export function rawSteps(count: number, stepBytes: number, options: { window?: boolean } = {}): RawStep[] {
-  const opening = openingMessages().map((message) => JSON.stringify(message));
+export function rawSteps(count: number, stepBytes: number | ((n: number) => number), options: { runLength?: number } = {}): RawStep[] {
+  const bytesOf = typeof stepBytes === "number" ? () => stepBytes : stepBytes;
+  const runLength = options.runLength ?? Number.POSITIVE_INFINITY;
   const steps: RawStep[] = [];
   let nextOrdinal = 1;
+  let runFirst = 1;
+  let conversationBytes = 1;
   for (let n = 1; n <= count; n++) {
-    const s = makeStep(n, stepBytes);
-    const texts = [...(n === 1 ? opening : []), ...s.newMessages.map((message) => JSON.stringify(message))];
+    const run = Math.floor((n - 1) / runLength) + 1;
+    const stepNumber = n - (run - 1) * (Number.isFinite(runLength) ? runLength : 0);
+    const s = makeStep(n, bytesOf(n));
+    const opening = stepNumber === 1 ? openingMessages(run).map((message) => JSON.stringify(message)) : [];
+    if (stepNumber === 1) {
+      runFirst = nextOrdinal;
+      conversationBytes = 1;
+    }
+    const texts = [...opening, ...s.newMessages.map((message) => JSON.stringify(message))];
     const ordinals = texts.map(() => nextOrdinal++);
-    const last = nextOrdinal - 1;
+    for (const text of texts) conversationBytes += Buffer.byteLength(text) + 1;
     const startedAt = new Date(1_766_570_400_000 + n * 10_000);
-    steps.push({
-      stepNumber: n,
+    const step = {
+      runId: `r${run.toString(36).padStart(23, "0")}`,
+      stepNumber,
       checkpointId: s.checkpointId,
       ordinals,
       hashes: texts.map((text) => sha256(text)),
       texts,
-      messageRuns: JSON.stringify(
-        options.window
-          ? [
-              [1, 2],
-              [last - 1, last],
-            ]
-          : [[1, last]],
-      ),
+      messageRuns: JSON.stringify([[runFirst, nextOrdinal - 1]]),
       newMessages: JSON.stringify(s.newMessages),
       toolCall: JSON.stringify(s.toolCall),
       toolResult: JSON.stringify(s.toolResult),
-      usage: JSON.stringify(usage(n)),
+      usage: JSON.stringify(usage(stepNumber)),
       action: JSON.stringify(s.action),
       contentHash: sha256(`${n}:${texts.join(",")}`),
+      messagesBytes: conversationBytes,
+      detailBytes: 0,
       startedAt,
       finishedAt: new Date(startedAt.getTime() + 2_000),
-    });
+    };
+    step.detailBytes = [step.action, step.newMessages, step.toolCall, step.toolResult].reduce((sum, text) => sum + Buffer.byteLength(text), 0);
+    steps.push(step);
   }
   return steps;
 }
@@ -107,13 +123,15 @@ export async function rawCheckpoint(db: pg.Pool | pg.Client, job: RawJob, step: 
     );
     await client.query(
       `INSERT INTO checkpoint (expert_job_id, id, seq, run_id, step_number, status, expert_id, expert_key, action, skill_name, tool_name,
-         message_runs, new_messages, tool_call, tool_result, usage, context_window, context_window_usage, started_at, finished_at, content_hash)
-       VALUES ($1, $2, $3, $4, $5, 'proceeding', $6, $7, $8, '@perstack/base', 'readTextFile', $9, $10, $11, $12, $13, 200000, $14, $15, $16, $17)`,
+         message_runs, new_messages, tool_call, tool_result, usage, context_window, context_window_usage, started_at, finished_at, content_hash,
+         messages_bytes, detail_bytes)
+       VALUES ($1, $2, $3, $4, $5, 'proceeding', $6, $7, $8, '@perstack/base', 'readTextFile', $9, $10, $11, $12, $13, 200000, $14, $15, $16, $17,
+         $18, $19)`,
       [
         job.id,
         step.checkpointId,
         seq,
-        RUN_ID,
+        step.runId,
         step.stepNumber,
         job.expertId,
         job.expertKey,
@@ -127,6 +145,8 @@ export async function rawCheckpoint(db: pg.Pool | pg.Client, job: RawJob, step: 
         step.startedAt,
         step.finishedAt,
         step.contentHash,
+        step.messagesBytes,
+        step.detailBytes,
       ],
     );
     await client.query(
@@ -145,6 +165,72 @@ export async function rawCheckpoint(db: pg.Pool | pg.Client, job: RawJob, step: 
   } finally {
     if (db instanceof pg.Pool) (client as pg.PoolClient).release();
   }
+}
+
+export interface RawRead {
+  rows: number;
+  /** Bytes of the texts assembled: every row's columns and, with messages, its conversation. */
+  bytes: number;
+  /** Time in Postgres and on the wire (the statements), and in this process joining conversations and encoding. */
+  queryMs: number;
+  assembleMs: number;
+}
+
+const JSON_COLUMNS = new Set(["action", "message_runs", "input_messages", "new_messages", "tool_call", "tool_result", "usage"]);
+
+/**
+ * Checkpoints of a job read straight from Postgres with `pg`: the floor for any read of them. One
+ * statement reads the rows with the columns the variant keeps (JSON as its stored text; `actionContent`
+ * drops the action's large fields in SQL, the server's own expression), and unless messages are left out
+ * a second reads the stored texts of every message those rows refer to, once each. Then each row's
+ * conversation is joined from the texts as a JSON array, and each row becomes one Buffer with its columns
+ * and conversation (the encoding the server does for every answer). No experts, no validation, no HTTP.
+ */
+export async function rawReadCheckpoints(
+  client: pg.Client | pg.PoolClient,
+  jobId: string,
+  select: { afterSeq?: number; limit?: number; seqs?: number[] },
+  exclude: ReadonlySet<Exclusion> = new Set(),
+): Promise<RawRead> {
+  const unless = (exclusion: Exclusion, column: string) => (exclude.has(exclusion) ? "NULL" : `c.${column}::text`);
+  const started = nowMs();
+  const where = select.seqs ? "c.seq = ANY ($2::int[])" : "c.seq > $2";
+  const { rows } = await client.query<Record<string, string | number | null>>(
+    `SELECT c.id, c.seq, c.run_id, c.step_number, c.status::text AS status, c.expert_key,
+       (${exclude.has("actionContent") ? actionWithoutContentSql("c.action") : "c.action"})::text AS action,
+       c.skill_name, c.tool_name, c.message_runs::text AS message_runs, ${unless("messages", "input_messages")} AS input_messages,
+       ${unless("newMessages", "new_messages")} AS new_messages, ${unless("toolCall", "tool_call")} AS tool_call,
+       ${unless("toolResult", "tool_result")} AS tool_result, c.usage::text AS usage, c.started_at::text AS started_at, c.finished_at::text AS finished_at
+     FROM checkpoint c WHERE c.expert_job_id = $1 AND ${where} ORDER BY c.seq LIMIT $3`,
+    [jobId, select.seqs ?? select.afterSeq ?? 0, select.limit ?? 2_147_483_647],
+  );
+  const runsOf = rows.map((row) => JSON.parse(row.message_runs as string) as Array<[number, number]>);
+  const texts = new Map<number, string>();
+  if (!exclude.has("messages") && rows.length > 0) {
+    const ordinals = runsOf.flat();
+    const from = Math.min(...ordinals.map(([first]) => first));
+    const to = Math.max(...ordinals.map(([, last]) => last));
+    const messages = await client.query<{ ordinal: number; body: string }>(
+      "SELECT ordinal, body::text AS body FROM job_message WHERE expert_job_id = $1 AND ordinal BETWEEN $2 AND $3",
+      [jobId, from, to],
+    );
+    for (const message of messages.rows) texts.set(message.ordinal, message.body);
+  }
+  const queried = nowMs();
+  let bytes = 0;
+  rows.forEach((row, index) => {
+    let text = "{";
+    for (const [column, value] of Object.entries(row)) {
+      if (value !== null) text += `"${column}":${JSON_COLUMNS.has(column) ? value : JSON.stringify(value)},`;
+    }
+    if (!exclude.has("messages")) {
+      const parts: string[] = [];
+      for (const [first, last] of runsOf[index]!) for (let ordinal = first; ordinal <= last; ordinal++) parts.push(texts.get(ordinal)!);
+      text += `"messages":[${parts.join(",")}]`;
+    }
+    bytes += Buffer.from(`${text}}`).length;
+  });
+  return { rows: rows.length, bytes, queryMs: queried - started, assembleMs: nowMs() - queried };
 }
 
 /** Raw LISTEN/NOTIFY: one listener connection, and the time from COMMIT sent to the notification. */

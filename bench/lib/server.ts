@@ -114,3 +114,34 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   };
 }
+
+/**
+ * Peaks of the server's memory while something runs: its RSS (every `intervalMs`) and, when `heldBytes`
+ * is given, what the stream hub says it holds (expert_jobs_stream_held_bytes, scraped less often).
+ */
+export function watchMemory(server: RunningServer, heldBytes?: () => Promise<number>, intervalMs = 100) {
+  let rssMaxKiB = server.rssKiB();
+  let heldMaxBytes = 0;
+  let ticks = 0;
+  let scraping = false;
+  const timer = setInterval(() => {
+    try {
+      rssMaxKiB = Math.max(rssMaxKiB, server.rssKiB());
+    } catch {
+      // the server exited
+    }
+    if (heldBytes && !scraping && ticks++ % 5 === 0) {
+      scraping = true;
+      heldBytes()
+        .then((bytes) => (heldMaxBytes = Math.max(heldMaxBytes, bytes)))
+        .catch(() => {})
+        .finally(() => (scraping = false));
+    }
+  }, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return { rssMaxKiB, rssEndKiB: server.rssKiB(), ...(heldBytes && { heldMaxBytes }) };
+    },
+  };
+}

@@ -7,6 +7,7 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
 
 export interface Summary {
   n: number;
+  min: number;
   p50: number;
   p90: number;
   p99: number;
@@ -21,6 +22,7 @@ export function summarize(samples: ArrayLike<number>): Summary {
   const round = (value: number) => Math.round(value * 100) / 100;
   return {
     n: sorted.length,
+    min: round(sorted.length ? sorted[0]! : NaN),
     p50: round(percentile(sorted, 50)),
     p90: round(percentile(sorted, 90)),
     p99: round(percentile(sorted, 99)),
