@@ -5,6 +5,7 @@ FROM node:24-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json prisma.config.ts ./
 COPY packages/client/package.json packages/client/
+COPY packages/contract/package.json packages/contract/
 COPY prisma ./prisma
 COPY scripts ./scripts
 RUN npm ci --omit=dev --no-audit --no-fund
@@ -19,6 +20,9 @@ COPY --from=deps /app/src/generated ./src/generated
 COPY package.json prisma.config.ts ./
 COPY prisma ./prisma
 COPY src ./src
+# The API's schemas: the server imports their sources (`#contract/*` in package.json).
+COPY packages/contract/package.json packages/contract/
+COPY packages/contract/src ./packages/contract/src
 # Only PGlite (no DATABASE_URL) writes here; mount a volume on it to keep the data.
 RUN mkdir -p /app/.data && chown node:node /app/.data
 USER node

@@ -1,11 +1,7 @@
 import type { ValidationIssue } from "../errors.ts";
+import { MAX_JSON_DEPTH } from "../schemas/common.ts";
 
-/**
- * How deep a JSON body may nest arrays and objects (the body itself is level 1). A Perstack checkpoint
- * needs about 8 levels for its messages plus whatever a tool's arguments and results nest; serialising
- * (JSON.stringify, Postgres' JSON functions) recurses, so thousands of levels would overflow the stack.
- */
-export const MAX_JSON_DEPTH = 128;
+export { MAX_JSON_DEPTH };
 
 const tooLarge = "is a number too large to store (beyond ±1.8e308)";
 

@@ -1,7 +1,6 @@
-import type { Model } from "../schemas/common.ts";
+import type { Model, Provider } from "../schemas/common.ts";
 
-export const providers = ["anthropic", "google", "openai", "deepseek"] as const;
-export type Provider = (typeof providers)[number];
+export { providers, type Provider } from "../schemas/common.ts";
 
 const modelPrefixes: Array<[Provider, (model: string) => boolean]> = [
   ["anthropic", (model) => model.startsWith("claude-")],

@@ -86,6 +86,14 @@ describe("Dockerfile", () => {
     expect(JSON.parse(finalStage.find((instruction) => instruction.keyword === "CMD")!.args)).toEqual(start.split(" "));
   });
 
+  it("copies into the image every source the server imports outside src/ (package.json `imports`)", () => {
+    const imports = (JSON.parse(read("package.json")) as { imports: Record<string, string> }).imports;
+    const copied = finalStage.filter((instruction) => instruction.keyword === "COPY").map((instruction) => instruction.args.split(" ")[0]!);
+    const targets = Object.values(imports).map((target) => path.posix.dirname(target.replace(/^\.\//, "")));
+    expect(targets).toContain("packages/contract/src");
+    for (const target of targets) expect(copied, target).toContain(target);
+  });
+
   it("copies only files that exist and that .dockerignore lets through", () => {
     const ignored = read(".dockerignore").split("\n").filter(Boolean);
     expect(ignored).toEqual(expect.arrayContaining(["node_modules", ".env", ".data", "src/generated"]));

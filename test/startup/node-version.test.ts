@@ -15,12 +15,13 @@ describe("supported Node.js versions", () => {
     supported = (await readJson("package.json")).engines.node;
   });
 
-  it("README, package.json and the client package promise the same minimum", async () => {
+  it("README, package.json and the client and contract packages promise the same minimum", async () => {
     const readme = await readFile(path.join(root, "README.md"), "utf8");
     const minimum = semver.minVersion(supported)!;
     expect(minimum.version).toBe("20.19.0");
     expect(readme).toContain(`Requires Node.js ${minimum.major}.${minimum.minor}+`);
     expect((await readJson("packages/client/package.json")).engines.node).toBe(supported);
+    expect((await readJson("packages/contract/package.json")).engines.node).toBe(supported);
   });
 
   // npm ci prints an EBADENGINE warning for every installed package whose `engines.node` excludes the

@@ -1,23 +1,24 @@
-// Every type here is derived from the server's route schemas, so the client cannot drift from the API.
-// Type-only imports: nothing of the server is loaded at run time.
+// Every type here is derived from the API's route schemas (the contract package), so the client cannot
+// drift from the API. Type-only imports: the client loads nothing of the contract at run time.
 import type { Static } from "@sinclair/typebox";
-import type { ErrorResponses, PageMetaSchema, UsageSchema } from "../../../src/schemas/common.ts";
-import type {
-  ContinueExpertJobBodySchema,
-  ExpertJobSchema,
-  ExpertJobStatusSchema,
-  ListExpertJobsQuerySchema,
-  ResumeExpertJobBodySchema,
-  StartExpertJobBodySchema,
-} from "../../../src/modules/expert-jobs/expert-jobs.schemas.ts";
 import type {
   CheckpointSchema,
+  ClaimBodySchema,
+  ClaimSchema,
+  ContinueExpertJobBodySchema,
+  ErrorResponses,
   Exclusion,
+  ExpertJobSchema,
+  ExpertJobStatusSchema,
   GetCheckpointQuerySchema,
   ListCheckpointsQuerySchema,
+  ListExpertJobsQuerySchema,
+  PageMetaSchema,
   PostCheckpointBodySchema,
-} from "../../../src/modules/checkpoints/checkpoints.schemas.ts";
-import type { ClaimBodySchema, ClaimSchema } from "../../../src/modules/runtime/runtime.schemas.ts";
+  ResumeExpertJobBodySchema,
+  StartExpertJobBodySchema,
+  UsageSchema,
+} from "@expert-jobs/contract";
 
 export type ExpertJob = Static<typeof ExpertJobSchema>;
 export type ExpertJobStatus = Static<typeof ExpertJobStatusSchema>;
