@@ -12,10 +12,7 @@ export const BASE_SKILL_PREFIX = "@perstack/base";
  */
 export const ACTION_CONTENT_FIELDS = ["content", "text", "newText", "oldText", "result", "results", "items", "args"] as const;
 
-/**
- * The SQL twin of `withoutActionContent`: the action's light form is stored beside it at insert (a trigger,
- * migration 20261202060500_checkpoint_action_light, with this field list), NULL when nothing is left out.
- */
+/** The stored light action (`lightActionText`), or the action itself when nothing was left out. */
 export const actionWithoutContent = "coalesce(c.action_light, c.action)";
 
 export function withoutActionContent(action: CheckpointAction): CheckpointAction {
@@ -23,6 +20,16 @@ export function withoutActionContent(action: CheckpointAction): CheckpointAction
   const light: Record<string, unknown> = { ...action };
   for (const field of ACTION_CONTENT_FIELDS) delete light[field];
   return light as CheckpointAction;
+}
+
+/**
+ * The light action's JSON text as stored beside the action (a timeline read then parses no large action),
+ * or null when it would be the action itself. Computed here, not in SQL: Postgres' JSON functions turn
+ * strings into text, which cannot hold U+0000 or a lone surrogate.
+ */
+export function lightActionText(action: CheckpointAction): string | null {
+  if (action.type === "interactiveTool" || !ACTION_CONTENT_FIELDS.some((field) => field in action)) return null;
+  return JSON.stringify(withoutActionContent(action));
 }
 export type CheckpointActionType = CheckpointAction["type"];
 

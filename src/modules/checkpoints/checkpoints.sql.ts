@@ -92,6 +92,8 @@ export interface NewCheckpoint {
   expertId: string;
   expertKey: string;
   action: string;
+  /** The action without its large fields, or null when that is the action itself. */
+  actionLight: string | null;
   skillName: string | null;
   toolName: string | null;
   delegateTo: string | null;
@@ -170,10 +172,10 @@ export async function storeCheckpoint(
       INSERT INTO checkpoint (expert_job_id, id, seq, run_id, step_number, status, expert_id, expert_key, action, skill_name, tool_name,
         delegate_to, delegated_by, message_runs, input_messages, new_messages, tool_call, tool_result, usage, context_window,
         context_window_usage, started_at, finished_at, resumed_from_checkpoint_id, content_hash, created_at, updated_at,
-        messages_bytes, detail_bytes)
+        messages_bytes, detail_bytes, action_light)
       SELECT $1, $2, $3, $4, $5, $6::checkpoint_status, $7, $8, $9::json, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb,
         $15::json, $16::json, $17::json, $18::json, $19::jsonb, $20::float8, $21::float8, $22::timestamptz, $23::timestamptz, $24,
-        decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $39::int, $40::int
+        decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $39::int, $40::int, $41::json
       FROM updated
       RETURNING action::text, usage::text, delegate_to::text, delegated_by::text, message_runs::text
     )
@@ -222,6 +224,7 @@ export async function storeCheckpoint(
       jobPayload,
       c.messagesBytes,
       c.detailBytes,
+      c.actionLight,
     ],
   );
   return stored;
