@@ -6,7 +6,8 @@
  *
  *   npm run bench                  full run (≈ 15 min on a quiet 2-core machine)
  *   npm run bench -- --quick       smaller sizes (≈ 4 min)
- *   npm run bench -- --only p1,p2  some measures only (startup p1 p2 p3 p4 replay corpus); JSON only, BENCHMARKS.md untouched
+ *   npm run bench -- --only p1,p2  some measures only (startup p1 p2 p3 p4 p5 floor length replay corpus); JSON only, BENCHMARKS.md untouched
+ *   npm run bench -- --notify in-transaction,off   P5's server notification designs (bench/measures/commit-scaling.ts; default: all)
  *   npm run bench -- --profile     writes the server's V8 CPU profile to bench/results/profiles/
  *   npm run bench -- --report bench/results/<run>.json   rewrites BENCHMARKS.md from a run, without measuring
  *
@@ -22,7 +23,17 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { CpuMeter, perOperation } from "./lib/cpu.ts";
-import { rawCheckpoint, RawListener, rawReadCheckpoints, rawSteps, seedLongJob, withDatabase, type RawJob, type RawStep } from "./lib/db.ts";
+import {
+  rawCheckpoint,
+  RawListener,
+  rawReadCheckpoints,
+  rawSteps,
+  seedLongJob,
+  withDatabase,
+  type RawJob,
+  type RawStep,
+} from "./lib/db.ts";
+import { drive, jobsFor } from "./lib/drive.ts";
 import { HttpClient } from "./lib/http.ts";
 import { scrapeMetrics, streamTimings, streamWork } from "./lib/metrics.ts";
 import { jobBodies, openingMessages, prose, RUN_ID, step as makeStep, usage } from "./lib/payloads.ts";
@@ -32,6 +43,8 @@ import { openStreams } from "./lib/sse-clients.ts";
 import { seedTenant, startJobs, type Tenant } from "./lib/tenant.ts";
 import { measureCorpus } from "./measures/corpus.ts";
 import { measureReplay } from "./measures/replay.ts";
+import { measureCommitScaling, SERVER_DESIGNS } from "./measures/commit-scaling.ts";
+import { measureFloor, measureLength, startFloor } from "./measures/floor.ts";
 import { median, nowMs, summarize, type Summary } from "./lib/stats.ts";
 
 const { values: args } = parseArgs({
@@ -42,10 +55,12 @@ const { values: args } = parseArgs({
     "no-report": { type: "boolean", default: false },
     /** Rewrites BENCHMARKS.md from an existing results file, without measuring. */
     report: { type: "string" },
+    /** P5's server notification designs, by name (SERVER_DESIGNS in bench/measures/commit-scaling.ts). */
+    notify: { type: "string" },
   },
 });
 const quick = args.quick;
-const MEASURES = ["startup", "p1", "p2", "p3", "p4", "replay", "corpus"];
+const MEASURES = ["startup", "p1", "p2", "p3", "p4", "p5", "floor", "length", "replay", "corpus"];
 const only = new Set((args.only ?? MEASURES.join(",")).split(",").map((name) => name.trim()));
 const unknown = [...only].filter((name) => !MEASURES.includes(name));
 if (unknown.length > 0) throw new Error(`--only: unknown measure(s) ${unknown.join(", ")}; known: ${MEASURES.join(", ")}`);
@@ -59,6 +74,7 @@ const EVENT_SIZES = [
 /** P2's event counts at each size, by subscriber count. */
 const withEvents = (...events: Array<Record<number, number>>) => EVENT_SIZES.map((size, index) => ({ ...size, events: events[index]! }));
 
+const designs = args.notify ? args.notify.split(",").map((name) => name.trim()) : Object.keys(SERVER_DESIGNS);
 const settings = quick
   ? {
       p1: {
@@ -76,6 +92,9 @@ const settings = quick
       replay: { steps: 100, stepBytes: 10_000, subscribers: [1, 10, 100] },
       corpus: { ingestRounds: 1, readSamples: 8 },
       p4: { steps: 200, stepBytes: 2_048, checkpoints: 100_000, samples: 15 },
+      p5: { concurrency: [16, 64, 128], steps: 10, stepBytes: 2_048, postsPerRuntime: 10, rounds: 1, designs },
+      floor: { concurrency: 32, steps: 20, stepBytes: 8_192, posts: 640, rounds: 1 },
+      length: { steps: 1_000, stepBytes: 2_048, at: [10, 100, 1_000], window: 5 },
       startup: { repeats: 1 },
     }
   : {
@@ -95,6 +114,9 @@ const settings = quick
       replay: { steps: 200, stepBytes: 10_000, subscribers: [1, 10, 100] },
       corpus: { ingestRounds: 3, readSamples: 30 },
       p4: { steps: 1_000, stepBytes: 2_048, checkpoints: 100_000, samples: 40 },
+      p5: { concurrency: [16, 64, 128], steps: 20, stepBytes: 2_048, postsPerRuntime: 30, rounds: 3, designs },
+      floor: { concurrency: 32, steps: 30, stepBytes: 8_192, posts: 1_920, rounds: 3 },
+      length: { steps: 1_000, stepBytes: 2_048, at: [10, 100, 1_000], window: 10 },
       startup: { repeats: 3 },
     };
 
@@ -116,36 +138,6 @@ function connection(url: string): pg.Client {
 
 const rawJob = (tenant: Tenant, id: string): RawJob => ({ id, expertId: tenant.expert.id, expertKey: tenant.expert.key });
 
-/** Runs `workers` loops over their own jobs, `perWorker` posts each (whole jobs of `steps` posts, then a fresh job). */
-async function drive(
-  workers: number,
-  posts: number,
-  steps: number,
-  jobs: string[],
-  post: (jobId: string, stepIndex: number, worker: number) => Promise<void>,
-): Promise<{ posts: number; ms: number; perSecond: number; latency: Summary }> {
-  const latencies: number[] = [];
-  const perWorker = Math.ceil(posts / workers);
-  const started = nowMs();
-  await Promise.all(
-    Array.from({ length: workers }, async (_, worker) => {
-      for (let index = 0; index < perWorker; index++) {
-        const job = jobs[worker * Math.ceil(perWorker / steps) + Math.floor(index / steps)]!;
-        const before = nowMs();
-        await post(job, index % steps, worker);
-        latencies.push(nowMs() - before);
-      }
-    }),
-  );
-  const ms = nowMs() - started;
-  return {
-    posts: latencies.length,
-    ms: Math.round(ms),
-    perSecond: Math.round((latencies.length / ms) * 10_000) / 10,
-    latency: summarize(latencies),
-  };
-}
-
 async function measureIngest(server: RunningServer, http: HttpClient, tenant: Tenant, url: string) {
   const { concurrency, steps, stepBytes, postsPerLevel, rounds } = settings.p1;
   const bodies = jobBodies(tenant.expert, steps, stepBytes);
@@ -154,7 +146,6 @@ async function measureIngest(server: RunningServer, http: HttpClient, tenant: Te
   const pool = new pg.Pool({ connectionString: url, max: 10, idleTimeoutMillis: 0 });
   pool.on("error", () => {});
   const meter = new CpuMeter(url, () => server.pid);
-  const jobsFor = (workers: number, posts: number) => workers * Math.ceil(Math.ceil(posts / workers) / steps);
   // One runtime key per concurrent runtime and run, each well under the per-key rate limit.
   let keys: string[] = [];
   const serverPost = async (jobId: string, index: number, worker: number) => {
@@ -176,8 +167,8 @@ async function measureIngest(server: RunningServer, http: HttpClient, tenant: Te
     const rawRuns: Run[] = [];
     for (let round = 0; round < rounds; round++) {
       // Server and raw alternate, so drift in the machine's load hits both alike.
-      const serverJobs = await startJobs(http, tenant, jobsFor(workers, posts));
-      const rawJobs = await startJobs(http, tenant, jobsFor(workers, posts));
+      const serverJobs = await startJobs(http, tenant, jobsFor(workers, posts, steps));
+      const rawJobs = await startJobs(http, tenant, jobsFor(workers, posts, steps));
       keys = await tenant.runtimeKeys.many(workers);
       let stop = await meter.start();
       const serverRun = await drive(workers, posts, steps, serverJobs, serverPost);
@@ -224,7 +215,7 @@ const STREAMS_PER_KEY = 90;
 
 interface EventSize {
   name: string;
-  /** The whole conversation each event carries, about (0: the events of one-step runs, ~3 KB). */
+  /** The whole conversation each event carries, about (0: the events of one-step runs; the clients measure each event's bytes). */
   conversationBytes: number;
 }
 
@@ -246,7 +237,8 @@ async function commitAll(db: pg.Client, job: RawJob, steps: RawStep[]) {
   for (const step of steps) await rawCheckpoint(db, job, step);
 }
 
-const streamPath = (jobId: string, after = 0) => `/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream${after > 0 ? `?after=${after}` : ""}`;
+const streamPath = (jobId: string, after = 0) =>
+  `/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream${after > 0 ? `?after=${after}` : ""}`;
 
 async function measureDelivery(server: RunningServer, http: HttpClient, tenant: Tenant, url: string) {
   const port = Number(new URL(server.url).port);
@@ -324,7 +316,14 @@ async function measureDelivery(server: RunningServer, http: HttpClient, tenant: 
       );
       levels.push(result);
     }
-    sizes.push({ name: size.name, conversationBytes: size.conversationBytes, eventBytes: summarize(eventBytes), raw: raw!.notify, rawRead: raw!.read, levels });
+    sizes.push({
+      name: size.name,
+      conversationBytes: size.conversationBytes,
+      eventBytes: summarize(eventBytes),
+      raw: raw!.notify,
+      rawRead: raw!.read,
+      levels,
+    });
   }
   await sender.end();
   await reader.end();
@@ -687,6 +686,25 @@ async function main() {
       results.server = { idleRssKiB: server.rssKiB(), openFilesLimit: server.openFilesLimit() };
       if (only.has("p1")) {
         results.p1 = await measureIngest(server, http, tenant, url);
+        results.conditions.push(conditions());
+      }
+      if (only.has("floor") || only.has("length")) {
+        const floor = await startFloor(context(), serverOptions);
+        try {
+          if (only.has("floor")) {
+            results.floor = await measureFloor(context(), tenant, settings.floor, floor);
+            results.conditions.push(conditions());
+          }
+          if (only.has("length")) {
+            results.length = await measureLength(context(), tenant, settings.length, floor);
+            results.conditions.push(conditions());
+          }
+        } finally {
+          await floor.stop();
+        }
+      }
+      if (only.has("p5")) {
+        results.p5 = await measureCommitScaling(context(), tenant, settings.p5, serverOptions);
         results.conditions.push(conditions());
       }
       if (only.has("p2")) {

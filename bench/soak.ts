@@ -61,6 +61,9 @@ interface Counts {
   jobsFollowed: number;
   streamKills: number;
   listenerKills: number;
+  /** Listener kills planned (PostgreSQL only), and those that terminated no connection or failed: any of these fails the soak. */
+  listenerKillsPlanned: number;
+  listenerKillsMissed: number;
   reconnects: number;
   errorEvents: number;
   lost: number;
@@ -82,6 +85,8 @@ const counts: Counts = {
   jobsFollowed: 0,
   streamKills: 0,
   listenerKills: 0,
+  listenerKillsPlanned: 0,
+  listenerKillsMissed: 0,
   reconnects: 0,
   errorEvents: 0,
   lost: 0,
@@ -424,13 +429,25 @@ async function main() {
       }
     };
 
+    const pendingKills: Array<Promise<void>> = [];
     const killer = setInterval(() => {
       for (const client of clients) if (Math.random() < config.killShare) client.kill();
       if (store.killListener) {
-        void store
+        counts.listenerKillsPlanned++;
+        const kill = store
           .killListener()
-          .then((killed) => (counts.listenerKills += killed))
-          .catch((error) => problems.push(`listener kill failed: ${String(error)}`));
+          .then((killed) => {
+            counts.listenerKills += killed;
+            if (killed === 0) {
+              counts.listenerKillsMissed++;
+              problems.push("a planned listener kill found no LISTEN connection to terminate");
+            }
+          })
+          .catch((error) => {
+            counts.listenerKillsMissed++;
+            problems.push(`listener kill failed: ${String(error)}`);
+          });
+        pendingKills.push(kill);
       }
     }, config.killEverySeconds * 1000);
     const progress = setInterval(
@@ -447,13 +464,16 @@ async function main() {
     const followers = clients.map((client) => follower(client));
     await Promise.all(runtimes);
     clearInterval(killer);
+    await Promise.all(pendingKills);
     jobWaiters.splice(0).forEach((wake) => wake());
     await Promise.all(followers);
     clearInterval(progress);
 
     const failed =
       counts.lost + counts.duplicated + counts.outOfOrder + counts.wrongPayload + counts.streamsIncomplete + counts.runtimeFailures;
-    if (failed > 0 || counts.jobsFollowed === 0) exitCode = 1;
+    // A soak on PostgreSQL is only a soak of the LISTEN connection's recovery if its planned kills happened.
+    const killsMissing = store.killListener !== undefined && (counts.listenerKillsMissed > 0 || counts.listenerKills === 0);
+    if (failed > 0 || counts.jobsFollowed === 0 || killsMissing) exitCode = 1;
     console.log(
       JSON.stringify(
         {

@@ -56,7 +56,8 @@ export interface CpuSample {
 export class CpuMeter {
   constructor(
     private readonly url: string,
-    private readonly serverPid: () => number | undefined,
+    /** The server process, or several (their CPU is added up). */
+    private readonly serverPid: () => number | number[] | undefined,
   ) {}
 
   async #backendPids(): Promise<number[]> {
@@ -91,12 +92,12 @@ export class CpuMeter {
 
   async #read(extraPids: number[] = []) {
     const pids = [...new Set([...(await this.#backendPids()), ...extraPids])];
-    const server = this.serverPid();
+    const servers = this.serverPid();
     const usage = process.cpuUsage();
     return {
       pids,
       backends: new Map(pids.map((pid) => [pid, processCpuMs(pid)])),
-      server: server === undefined ? 0 : processCpuMs(server),
+      server: [servers ?? []].flat().reduce((sum, pid) => sum + processCpuMs(pid), 0),
       bench: (usage.user + usage.system) / 1000,
       machine: machineTicks(),
     };

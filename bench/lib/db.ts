@@ -97,18 +97,32 @@ export function rawSteps(count: number, stepBytes: number | ((n: number) => numb
       startedAt,
       finishedAt: new Date(startedAt.getTime() + 2_000),
     };
-    step.detailBytes = [step.action, step.newMessages, step.toolCall, step.toolResult].reduce((sum, text) => sum + Buffer.byteLength(text), 0);
+    step.detailBytes = [step.action, step.newMessages, step.toolCall, step.toolResult].reduce(
+      (sum, text) => sum + Buffer.byteLength(text),
+      0,
+    );
     steps.push(step);
   }
   return steps;
 }
 
+/** Where the raw write notifies: inside its transaction (as the server does today), after its commit, or not at all. */
+export type RawNotify = "in-transaction" | "after-commit" | "none";
+export const RAW_NOTIFY: RawNotify[] = ["in-transaction", "after-commit", "none"];
+
 /**
  * The server's write path done by hand with `pg`: lock the job row, store the step's new messages,
  * insert the checkpoint, update the job, NOTIFY; one transaction. `onCommit` runs right before COMMIT
- * is sent (the delivery measures start their clock there).
+ * is sent (the delivery measures start their clock there). `notify` moves the NOTIFY after the commit
+ * (its own statement, so its own transaction) or leaves it out.
  */
-export async function rawCheckpoint(db: pg.Pool | pg.Client, job: RawJob, step: RawStep, onCommit?: () => void): Promise<number> {
+export async function rawCheckpoint(
+  db: pg.Pool | pg.Client,
+  job: RawJob,
+  step: RawStep,
+  onCommit?: () => void,
+  notify: RawNotify = "in-transaction",
+): Promise<number> {
   const client = db instanceof pg.Pool ? await db.connect() : db;
   try {
     await client.query("BEGIN");
@@ -155,9 +169,11 @@ export async function rawCheckpoint(db: pg.Pool | pg.Client, job: RawJob, step: 
          updated_at = now() WHERE id = $1`,
       [job.id, step.stepNumber, step.usage, seq],
     );
-    await client.query("SELECT pg_notify('app_checkpoint_created', $1)", [JSON.stringify({ expertJobId: job.id, seq })]);
+    const payload = JSON.stringify({ expertJobId: job.id, seq });
+    if (notify === "in-transaction") await client.query("SELECT pg_notify('app_checkpoint_created', $1)", [payload]);
     onCommit?.();
     await client.query("COMMIT");
+    if (notify === "after-commit") await client.query("SELECT pg_notify('app_checkpoint_created', $1)", [payload]);
     return seq;
   } catch (error) {
     await client.query("ROLLBACK").catch(() => {});

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -23,6 +24,9 @@ const kb = (bytes: number | undefined) => (bytes === undefined ? "–" : `${fmt(
 export const p2Sizes = (r: Results): any[] => (r.p2 ? (r.p2.sizes ?? [{ name: "~5 KB", ...r.p2 }]) : []);
 export const p3Sizes = (r: Results): any[] => (r.p3 ? (r.p3.sizes ?? [{ name: "~5 KB", ...r.p3 }]) : []);
 const TIMELINE = "messages,newMessages,toolCall,toolResult,actionContent";
+/** An event size as the clients measured it (p50), where the run recorded it; else its name. */
+const measuredSize = (size: any) =>
+  size.eventBytes?.p50 ? `${size.name} (measured ${kb(size.eventBytes.p50)})` : `${size.name} (size not recorded)`;
 
 /** The verdict of every target, shared by the summary table and the history. */
 export function verdicts(results: Results) {
@@ -53,6 +57,16 @@ export function verdicts(results: Results) {
         ratio: r.replay.slowestVsOne,
         ok: r.replay.slowestVsOne <= 3 && replayMost.incomplete === 0,
       },
+    // P5: every server design with notifications on at 128 runtimes, against the same server with them off.
+    p5: (() => {
+      const level = r.p5?.levels.find((l: any) => l.concurrency === 128) ?? r.p5?.levels.at(-1);
+      const on = level?.variants.filter((variant: any) => variant.vsOff !== undefined) ?? [];
+      if (on.length === 0) return undefined;
+      const worst = Math.min(...on.map((variant: any) => variant.vsOff));
+      return { ratio: worst, concurrency: level.concurrency, ok: worst >= 0.9 };
+    })(),
+    floor: r.floor && { ratio: r.floor.serverVsFloor, ok: r.floor.serverVsFloor >= 0.8 },
+    length: r.length && { growth: r.length.beyondFloorGrowth, ok: r.length.beyondFloorGrowth <= 1.5 },
     timeline: timeline && {
       bytes: timeline.responseBytes,
       p50: timeline.latency.p50,
@@ -156,6 +170,17 @@ ${panel(480, `P2 delivery, ${p2?.name ?? ""} events: commit → SSE event (ms)`,
 `;
 }
 
+/** A commit a results file names, marked when this repository's history does not have it (work squashed before it was merged). */
+function commitText(commit: string | undefined): string {
+  if (!commit) return "";
+  try {
+    execFileSync("git", ["cat-file", "-e", `${commit}^{commit}`], { stdio: "ignore" });
+    return commit.slice(0, 8);
+  } catch {
+    return `${commit.slice(0, 8)} (not in history)`;
+  }
+}
+
 async function history(resultsDir: string): Promise<string> {
   const files = (await readdir(resultsDir)).filter((file) => /^\d{4}-\d\d-\d\dT\d{4}(-quick)?\.json$/.test(file)).sort();
   const rows: string[] = [];
@@ -165,7 +190,7 @@ async function history(resultsDir: string): Promise<string> {
     const mark = (verdict: { ok: boolean } | undefined, text: string) => (verdict ? `${text} ${verdict.ok ? "✅" : "❌"}` : "–");
     const loads = (r.conditions ?? []).map((c: any) => c.loadavg[0] as number);
     rows.push(
-      `| ${file.replace(".json", "")} | ${r.mode} | ${(r.machine.commit ?? "").slice(0, 8)} | ${mark(v.p1, `${fmt(v.p1?.ratio, 2)}×`)} | ${mark(v.p2one, fmt(v.p2one?.p99))} | ${mark(v.p2many, fmt(v.p2many?.p99))} | ${mark(v.p3rss, fmt(v.p3rss?.value))} | ${mark(v.p3p99, fmt(v.p3p99?.value, 0))} | ${mark(v.p4bytes, v.p4bytes ? mib(v.p4bytes.value) : "")} | ${mark(v.p4last, fmt(v.p4last?.value))} | ${mark(v.replayOne, `${fmt(v.replayOne?.ratio, 2)}×`)} | ${mark(v.replayMost, `${fmt(v.replayMost?.ratio, 2)}×`)} | ${mark(v.timeline, v.timeline ? `${kb(v.timeline.bytes)}, ${fmt(v.timeline.p50)} ms` : "")} | ${loads.length ? `${fmt(Math.min(...loads))}–${fmt(Math.max(...loads))}` : "–"} |`,
+      `| ${file.replace(".json", "")} | ${r.mode} | ${commitText(r.machine.commit)} | ${mark(v.p1, `${fmt(v.p1?.ratio, 2)}×`)} | ${mark(v.p2one, fmt(v.p2one?.p99))} | ${mark(v.p2many, fmt(v.p2many?.p99))} | ${mark(v.p3rss, fmt(v.p3rss?.value))} | ${mark(v.p3p99, fmt(v.p3p99?.value, 0))} | ${mark(v.p4bytes, v.p4bytes ? mib(v.p4bytes.value) : "")} | ${mark(v.p4last, fmt(v.p4last?.value))} | ${mark(v.replayOne, `${fmt(v.replayOne?.ratio, 2)}×`)} | ${mark(v.replayMost, `${fmt(v.replayMost?.ratio, 2)}×`)} | ${mark(v.timeline, v.timeline ? `${kb(v.timeline.bytes)}, ${fmt(v.timeline.p50)} ms` : "")} | ${loads.length ? `${fmt(Math.min(...loads))}–${fmt(Math.max(...loads))}` : "–"} |`,
     );
   }
   return [
@@ -222,6 +247,22 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
       `| P1 ingest, 32 concurrent runtimes | ≥ 0.6× raw | ${fmt(level.server.perSecond)} checkpoints/s (**${fmt(level.ratio, 2)}×**) | ${fmt(level.raw.perSecond)} tx/s | ${met(v.p1?.ok)} |`,
     );
   }
+  if (v.p5) {
+    out.push(
+      `| P5 commit scaling, ${v.p5.concurrency} runtimes over ${r.p5.instances} instances | notifications on ≥ 0.9× off | worst design **${fmt(v.p5.ratio, 2)}×** the server with notifications off | see the P5 table | ${met(v.p5.ok)} |`,
+    );
+  }
+  if (r.floor) {
+    out.push(
+      `| Floor of an HTTP ingest path, ${r.floor.concurrency} runtimes | ≥ 0.8× the floor server | ${fmt(r.floor.server.perSecond)} checkpoints/s (**${fmt(r.floor.serverVsFloor, 2)}×** the floor's ${fmt(r.floor.floor.perSecond)}/s; ${fmt(r.floor.serverVsRaw, 2)}× raw) | ${fmt(r.floor.raw.perSecond)} tx/s (the floor server: ${fmt(r.floor.floorVsRaw, 2)}×) | ${met(v.floor?.ok)} |`,
+    );
+  }
+  if (r.length) {
+    const [first, last] = [r.length.rows[0], r.length.rows.at(-1)];
+    out.push(
+      `| Cost against length: server CPU per post beyond the floor's, step ${first.step} → ${last.step} | within 1.5× | ${fmt(first.beyondFloorMs, 2)} → ${fmt(last.beyondFloorMs, 2)} ms (**${fmt(r.length.beyondFloorGrowth, 2)}×**) | floor server: ${fmt(first.floorCpuMs, 2)} → ${fmt(last.floorCpuMs, 2)} ms | ${met(v.length?.ok)} |`,
+    );
+  }
   const p2s = p2Sizes(r);
   const p3s = p3Sizes(r);
   if (p2s.length > 0) {
@@ -230,11 +271,11 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
     const many = p2.levels.find((l: any) => l.subscribers === 1_000);
     if (one)
       out.push(
-        `| P2 delivery p99, ${p2.name} events, 1 subscriber | ≤ raw p99 + 5 ms (${fmt(v.p2one!.bound)} ms) | ${fmt(one.latency.p99)} ms (p50 ${fmt(one.latency.p50)}) | LISTEN/NOTIFY p99 ${fmt(p2.raw.p99)} ms (p50 ${fmt(p2.raw.p50)}) | ${met(v.p2one?.ok)} |`,
+        `| P2 delivery p99, ${measuredSize(p2)} events, 1 subscriber | ≤ raw p99 + 5 ms (${fmt(v.p2one!.bound)} ms) | ${fmt(one.latency.p99)} ms (p50 ${fmt(one.latency.p50)}) | LISTEN/NOTIFY p99 ${fmt(p2.raw.p99)} ms (p50 ${fmt(p2.raw.p50)}) | ${met(v.p2one?.ok)} |`,
       );
     if (many)
       out.push(
-        `| P2 delivery p99, ${p2.name} events, 1,000 subscribers | ≤ 50 ms | ${fmt(many.latency.p99)} ms (p50 ${fmt(many.latency.p50)}) | LISTEN/NOTIFY p99 ${fmt(p2.raw.p99)} ms (1 listener) | ${met(v.p2many?.ok)} |`,
+        `| P2 delivery p99, ${measuredSize(p2)} events, 1,000 subscribers | ≤ 50 ms | ${fmt(many.latency.p99)} ms (p50 ${fmt(many.latency.p50)}) | LISTEN/NOTIFY p99 ${fmt(p2.raw.p99)} ms (1 listener) | ${met(v.p2many?.ok)} |`,
       );
     for (const size of p2s.slice(1)) {
       const at = (subscribers: number) => size.levels.find((l: any) => l.subscribers === subscribers);
@@ -249,7 +290,7 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
       `| P3 memory, ${fmt(p3.open, 0)} open streams | ≤ 30 KB per stream | ${p3.perStreamKiB > 0 ? `${fmt(p3.perStreamKiB)} KiB per stream` : "not measured: RSS fell while the streams opened (a garbage collection)"} | – (Postgres holds one LISTEN connection per instance) | ${met(v.p3rss?.ok)} |`,
     );
     out.push(
-      `| P3 fan-out, ${fmt(p3.open, 0)} streams get one ${p3.name} event | p99 ≤ 1 s | p99 ${fmt(p3.latency.p99, 0)} ms (p50 ${fmt(p3.latency.p50, 0)}, max ${fmt(p3.latency.max, 0)}) | LISTEN/NOTIFY p99 ${p2s[0] ? fmt(p2s[0].raw.p99) : "–"} ms (1 listener) | ${met(v.p3p99?.ok)} |`,
+      `| P3 fan-out, ${fmt(p3.open, 0)} streams get one ${measuredSize(p3)} event | p99 ≤ 1 s | p99 ${fmt(p3.latency.p99, 0)} ms (p50 ${fmt(p3.latency.p50, 0)}, max ${fmt(p3.latency.max, 0)}) | LISTEN/NOTIFY p99 ${p2s[0] ? fmt(p2s[0].raw.p99) : "–"} ms (1 listener) | ${met(v.p3p99?.ok)} |`,
     );
     for (const size of p3s.slice(1)) {
       out.push(
@@ -283,7 +324,7 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
   if (r.p4) {
     const long = r.p4.longJob;
     out.push(
-      `| P4 stored bytes, ${fmt(long.steps, 0)}-step job, ~${fmt(long.stepBytes / 1024, 0)} KB new per step | ≤ 10 MB | ${mib(long.storedBytes)} | naive copy per checkpoint: ${mib(long.naiveBytes)} | ${met(v.p4bytes?.ok)} |`,
+      `| P4 stored bytes, ${fmt(long.steps, 0)}-step job, ~${fmt(long.stepBytes / 1024, 0)} KB new per step | ≤ 10 MB | ${mib(long.storedBytes)} (table growth: heap, TOAST, indexes) | naive copy per checkpoint: ${mib(long.naiveBytes)} of conversation text (counted, not stored: no compression, rows or indexes) | ${met(v.p4bytes?.ok)} |`,
     );
     for (const c of r.p4.list.cases) {
       out.push(
@@ -321,6 +362,79 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
     }
     out.push("");
   }
+  if (r.p5) {
+    const p5 = r.p5;
+    out.push("## P5 commit scaling", "");
+    out.push(
+      `${p5.instances} server instances on one Postgres; runtime i posts to instance i mod ${p5.instances}, each to its own jobs of ${p5.steps} steps ` +
+        `(~${fmt(p5.stepBytes / 1024, 0)} KB new per step; bodies ${kb(p5.bodyBytes.min)} to ${kb(p5.bodyBytes.max)}), ${p5.postsPerRuntime} posts per runtime and level. ` +
+        `**Raw**: the same write with \`pg\` (as in P1) over a pool of ${p5.rawPoolSize} connections (the instances' pools together), with \`pg_notify\` in the ` +
+        "transaction, as a statement of its own right after the commit, and with none. Every variant runs once per round at every level, in turn. CPU ms per " +
+        "checkpoint: the server instances together (server variants), their Postgres backends, and the bench process. Server designs:",
+      "",
+      ...Object.entries(p5.designs).map(([name, text]) => `- **${name}**: ${text}`),
+      "",
+      "| runtimes | variant | checkpoints/s | p50 / p99 (ms) | vs notifications off | CPU ms: server + Postgres + bench | machine busy | rounds |",
+      "|---|---|---|---|---|---|---|---|",
+    );
+    for (const level of p5.levels) {
+      for (const variant of level.variants) {
+        out.push(
+          `| ${level.concurrency} | ${variant.name} | ${fmt(variant.perSecond)} | ${fmt(variant.latency.p50)} / ${fmt(variant.latency.p99)} | ${variant.vsOff === undefined ? "–" : `**${fmt(variant.vsOff, 2)}×**`} | ${fmt(variant.cpu.serverMs, 2)} + ${fmt(variant.cpu.postgresMs, 2)} + ${fmt(variant.cpu.benchMs, 2)} | ${fmt(variant.cpu.machineBusyShare * 100, 0)}% | ${variant.rounds.join(", ")} |`,
+        );
+      }
+    }
+    out.push("");
+  }
+  if (r.floor) {
+    const f = r.floor;
+    out.push("## The floor of an HTTP ingest path", "");
+    out.push(
+      "`bench/floor-server.ts`: a plain `node:http` server (no framework) that reads the same POST, `JSON.parse`s it, runs the raw transaction " +
+        "(P1's, with the message texts, hashes and ordinals computed from the body, `pg_notify` in the transaction) and answers the posted checkpoint " +
+        "serialised once (the contract answers the whole checkpoint). No authentication, validation, expert lookup, deduplication or logging. " +
+        `${f.concurrency} concurrent runtimes, P1's bodies (${kb(f.bodyBytes.min)} to ${kb(f.bodyBytes.max)}), server, floor and raw \`pg\` in alternating rounds.`,
+      "",
+      "| variant | checkpoints/s | p50 / p99 (ms) | CPU ms: server process + Postgres + bench | rounds |",
+      "|---|---|---|---|---|",
+    );
+    for (const [name, run] of [
+      ["server", f.server],
+      ["floor server", f.floor],
+      ["raw pg", f.raw],
+    ] as const) {
+      out.push(
+        `| ${name} | ${fmt(run.perSecond)} | ${fmt(run.latency.p50)} / ${fmt(run.latency.p99)} | ${fmt(run.cpu.serverMs, 2)} + ${fmt(run.cpu.postgresMs, 2)} + ${fmt(run.cpu.benchMs, 2)} | ${run.rounds.join(", ")} |`,
+      );
+    }
+    out.push(
+      "",
+      `Server against the floor: **${fmt(f.serverVsFloor, 2)}×** (target ≥ 0.8×); against raw \`pg\`: ${fmt(f.serverVsRaw, 2)}×; the floor against raw: ${fmt(f.floorVsRaw, 2)}×.`,
+      "",
+    );
+  }
+  if (r.length) {
+    const l = r.length;
+    out.push("## Cost against length", "");
+    out.push(
+      `One job of ${fmt(l.steps, 0)} steps, each adding ~${fmt(l.stepBytes / 1024, 0)} KB of new messages and carrying the whole conversation, posted one ` +
+        "step at a time to the server and, step by step in turn, to the floor server (a job of its own). Server CPU per post: the process's threads' run " +
+        `time from just before the request to 25 ms after the answer; each figure is the median of the ${l.window} posts ending at that step.`,
+      "",
+      "| step | body | server CPU (ms) | floor server CPU (ms) | server beyond the floor (ms) | server p50 (ms) | floor p50 (ms) |",
+      "|---|---|---|---|---|---|---|",
+    );
+    for (const row of l.rows) {
+      out.push(
+        `| ${fmt(row.step, 0)} | ${bytesText(row.bodyBytes)} | ${fmt(row.serverCpuMs, 2)} | ${fmt(row.floorCpuMs, 2)} | **${fmt(row.beyondFloorMs, 2)}** | ${fmt(row.serverLatency.p50)} | ${fmt(row.floorLatency.p50)} |`,
+      );
+    }
+    out.push(
+      "",
+      `Beyond the floor, step ${l.rows[0].step} → ${l.rows.at(-1).step}: **${fmt(l.beyondFloorGrowth, 2)}×** (target ≤ 1.5×).`,
+      "",
+    );
+  }
   if (p2s.length > 0) {
     out.push("## P2 delivery", "");
     out.push(
@@ -345,7 +459,9 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
     );
     out.push("|---|---|---|---|---|---|---|---|---|---|");
     for (const size of p2s) {
-      const label = size.eventBytes ? `${size.name}: ${kb(size.eventBytes.p50)} (${kb(size.eventBytes.min)}–${kb(size.eventBytes.max)})` : size.name;
+      const label = size.eventBytes
+        ? `${size.name}: ${kb(size.eventBytes.p50)} (${kb(size.eventBytes.min)}–${kb(size.eventBytes.max)})`
+        : size.name;
       out.push(
         `| ${label} | raw LISTEN/NOTIFY (1) | ${size.raw.n} | ${fmt(size.raw.p50, 2)} | ${fmt(size.raw.p90, 2)} | ${fmt(size.raw.p99, 2)} | ${fmt(size.raw.max, 2)} | – | – | – |`,
       );
@@ -383,7 +499,9 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
     out.push("", "Each event:", "", "| events | event | size | p50 (ms) | p99 (ms) | max (ms) |", "|---|---|---|---|---|---|");
     for (const size of p3s) {
       size.perEvent.forEach((event: any, index: number) =>
-        out.push(`| ${size.name} | ${index + 1} | ${kb(event.eventBytes)} | ${fmt(event.p50, 0)} | ${fmt(event.p99, 0)} | ${fmt(event.max, 0)} |`),
+        out.push(
+          `| ${size.name} | ${index + 1} | ${kb(event.eventBytes)} | ${fmt(event.p50, 0)} | ${fmt(event.p99, 0)} | ${fmt(event.max, 0)} |`,
+        ),
       );
     }
     out.push("");
@@ -413,7 +531,10 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
     out.push(
       `**Stored bytes.** One job of ${fmt(long.steps, 0)} steps posted through the API, each step adding ~${fmt(long.stepBytes / 1024, 0)} KB of new messages and carrying ` +
         `the whole conversation (the last one ${mib(long.lastConversationBytes)}; ${mib(long.postedBytes)} posted in all). Growth of \`job_message\` + \`checkpoint\` ` +
-        `(heap, TOAST and indexes): **${mib(long.storedBytes)}**. Storing each checkpoint's conversation as posted would take ${mib(long.naiveBytes)}. ` +
+        `(heap, TOAST and indexes): **${mib(long.storedBytes)}**. Storing each checkpoint's conversation as posted would be ${mib(long.naiveBytes)} of JSON text. ` +
+        "The two are counted differently: the stored figure is what Postgres' relations grew by (TOAST compresses large values; rows and " +
+        "indexes add their overhead), the naive one the sum of the conversations' UTF-8 bytes, computed, never written (a table of them " +
+        "would TOAST-compress them too). " +
         `Posting took p50 ${fmt(long.post.p50)} ms per step, ${fmt(long.lastPostMs)} ms for the last (${mib(long.lastConversationBytes)} body).`,
       "",
     );

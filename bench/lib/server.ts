@@ -12,6 +12,8 @@ export interface ServerOptions {
   openFiles?: number;
   /** Writes a V8 CPU profile of the server to this directory when it exits. */
   cpuProfileDir?: string;
+  /** The script to run instead of the server (the floor server: bench/floor-server.ts). */
+  entry?: string;
 }
 
 export interface RunningServer {
@@ -58,7 +60,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ...(options.cpuProfileDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`] : []),
     "--import",
     "tsx",
-    "src/server.ts",
+    options.entry ?? "src/server.ts",
   ];
   const limit = options.openFiles ?? 0;
   const script = `${limit ? `${raiseOpenFiles(limit)}; ` : ""}exec node ${nodeArgs.join(" ")}`;

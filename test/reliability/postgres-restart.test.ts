@@ -9,6 +9,13 @@ const JOBS = 4;
 const STREAMS_PER_JOB = 3;
 const STEPS = 24;
 
+// CI makes sure initdb is installed and sets REQUIRE_INITDB, so there a missing one fails the Postgres run instead of skipping this test.
+if (usingPostgres() && !canRunThrowawayCluster() && process.env.REQUIRE_INITDB) {
+  throw new Error(
+    "REQUIRE_INITDB is set but no throwaway cluster can be made (initdb under /usr/lib/postgresql/*/bin, and runuser when root)",
+  );
+}
+
 const streamUrl = (base: string, jobId: string) => `${base}/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream`;
 
 /**

@@ -6,7 +6,7 @@ import { escapeLike, isStorableText, searchableText } from "../../lib/text.ts";
 import type { Sql } from "../../db/sql.ts";
 import type { Principal } from "../../plugins/auth.ts";
 import type { ExpertDigest, Usage } from "../../schemas/common.ts";
-import { toExpertDigest, type ExpertsService } from "../experts/experts.service.ts";
+import { parseExpertKey, toExpertDigest, type ExpertsService } from "../experts/experts.service.ts";
 import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
 import { acceptsCheckpoints, jobStatusAfterCheckpoint, pausedStatuses, runningStatuses } from "../expert-jobs/job-state.ts";
 import { deriveCheckpointAction, lightActionText, withoutActionContent, type CheckpointAction } from "./checkpoint-action.ts";
@@ -29,8 +29,17 @@ import {
   type CheckpointRecord,
   type FeedQuery,
   type NewCheckpoint,
+  type PostContext,
 } from "./checkpoints.sql.ts";
-import { assignOrdinals, conversationJson, hashMessages, mergeRuns, type MessageRuns } from "./message-store.ts";
+import {
+  assignOrdinals,
+  conversationJson,
+  hashConversation,
+  hashMessages,
+  mergeRuns,
+  PostedConversation,
+  type MessageRuns,
+} from "./message-store.ts";
 
 /** A delegation as its `jsonb` column holds it (`readFeed` reads `expertId` in SQL); its texts as `storedText` keeps them. */
 interface StoredDelegation {
@@ -155,27 +164,54 @@ export class CheckpointsService {
    */
   async post(principal: Principal, expertJobId: string, body: PostCheckpointBody): Promise<CheckpointReply> {
     const { checkpoint: posted, step } = body;
-    const hashed = hashMessages(posted.messages);
-    // What an idempotent re-post must repeat: the body, with each message by its hash (they were just
-    // serialised and hashed once; serialising the whole body again cost ~0.4 ms on a 130 KB post).
-    const contentHash = sha256(JSON.stringify({ ...body, checkpoint: { ...posted, messages: hashed.hashes } })).toString("hex");
-    const read = () => readPostContext(this.sql, expertJobId, principal.applicationId, posted.id ?? null, hashed.hashes);
+    const conversation = new PostedConversation(posted.messages);
+    // Usually the conversation is the previous checkpoint's plus the step's new messages: only those are
+    // hashed and looked up. When it is not (an edit, a delegation, a resume elsewhere), every message is.
+    let lookupFrom = Math.max(0, conversation.length - step.newMessages.length);
+    const expertKey = parseExpertKey(posted.expert.key);
+    const read = (withExpert = false) =>
+      readPostContext(
+        this.sql,
+        expertJobId,
+        principal.applicationId,
+        posted.id ?? null,
+        conversation.hashed(lookupFrom).hashes,
+        withExpert && expertKey ? { organizationId: principal.organizationId, parts: expertKey } : undefined,
+      );
+    const readAgain = async () => {
+      const context = await read();
+      if (!context) throw new NotFoundError(reasons.expertJobNotFound);
+      return context;
+    };
 
-    // The job's organization is the principal's, so its experts resolve while the job is read.
+    // The job's organization is the principal's: the post's expert resolves in the job's read, a delegation's while it runs.
     const [experts, first] = await Promise.allSettled([
       Promise.all([
-        this.#resolveExpert(principal.organizationId, posted.expert.key),
         posted.delegateTo && this.#resolveExpert(principal.organizationId, posted.delegateTo.expert.key),
         posted.delegatedBy && this.#resolveExpert(principal.organizationId, posted.delegatedBy.expert.key),
       ]),
-      read(),
+      read(true),
     ]);
     if (first.status === "rejected") throw first.reason;
     let context = first.value;
     if (!context) throw new NotFoundError(reasons.expertJobNotFound);
-    if (context.existingContentHash !== null) return this.#existing(expertJobId, posted.id!, context.existingContentHash, contentHash);
+    const hashed = hashConversation(conversation, context.previous);
+    const conversationHash = hashed.hash;
+    // How many first messages are the previous conversation, for the context as read (hashed again only if it changes).
+    let extension = { of: context.previous?.hash, prefixLength: hashed.prefixLength };
+    const extendedLength = (read: PostContext) => {
+      if (read.previous?.hash !== extension.of) {
+        extension = { of: read.previous?.hash, prefixLength: read.previous && hashConversation(conversation, read.previous).prefixLength };
+      }
+      return extension.prefixLength;
+    };
+    // What an idempotent re-post must repeat: the body, with the conversation by its hash.
+    const contentHash = sha256(JSON.stringify({ ...body, checkpoint: { ...posted, messages: conversationHash } })).toString("hex");
+    if (context.existingContentHash !== null) return this.#existing(expertJobId, body, context.existingContentHash, contentHash);
+    if (!context.expert) throw new BadRequestError(reasons.expertNotFound);
     if (experts.status === "rejected") throw experts.reason;
-    const [expert, delegateExpert, delegatedByExpert] = experts.value;
+    const expert = toExpertDigest(context.expert);
+    const [delegateExpert, delegatedByExpert] = experts.value;
     const digests = new Map(
       [expert, delegateExpert, delegatedByExpert].flatMap((digest) => (digest ? [[digest.id, digest] as const] : [])),
     );
@@ -232,8 +268,8 @@ export class CheckpointsService {
       startedAt,
       finishedAt,
       contentHash,
-      // Each message's text plus its comma, and the brackets: the conversation as a JSON array.
-      messagesBytes: hashed.texts.reduce((bytes, text) => bytes + Buffer.byteLength(text) + 1, 1),
+      conversationHash,
+      messagesBytes: Buffer.byteLength(conversation.json),
       detailBytes: 0,
     };
     columns.detailBytes = [columns.action, columns.inputMessages, columns.newMessages, columns.toolCall, columns.toolResult].reduce(
@@ -243,7 +279,22 @@ export class CheckpointsService {
 
     for (;;) {
       if (!acceptsCheckpoints.has(context.status)) throw new ConflictError(closedJobReason(context.status));
-      const { runs, created: newMessages } = assignOrdinals(hashed, context.ordinalsByHash, context.lastOrdinal);
+      const extended = extendedLength(context);
+      const from = extended ?? 0;
+      // Fewer first messages are the previous conversation than the read assumed: look up the rest too
+      // (unless the job has no messages yet).
+      if (from < lookupFrom && context.lastOrdinal > 0) {
+        lookupFrom = from;
+        context = await readAgain();
+        if (context.existingContentHash !== null) return this.#existing(expertJobId, body, context.existingContentHash, contentHash);
+        continue;
+      }
+      const { runs, created: newMessages } = assignOrdinals(
+        conversation.hashed(from),
+        context.ordinalsByHash,
+        context.lastOrdinal,
+        extended === undefined ? [] : context.previous!.runs,
+      );
       const status = jobStatusAfterCheckpoint(context.status, posted.status, posted.delegatedBy !== undefined);
       const now = new Date();
       const row: NewCheckpoint = {
@@ -279,21 +330,20 @@ export class CheckpointsService {
         };
         return {
           checkpoint: buildCheckpoint(expertJobId, checkpointRow, digests, NOTHING_EXCLUDED),
-          messagesJson: `[${hashed.texts.join(",")}]`,
+          messagesJson: conversation.json,
         };
       }
       // Another post, a cancel or a status report changed the job since it was read: read it again. Each
       // retry follows a change that did commit, so posts to one job always make progress.
-      const again = await read();
-      if (!again) throw new NotFoundError(reasons.expertJobNotFound);
-      context = again;
-      if (context.existingContentHash !== null) return this.#existing(expertJobId, posted.id!, context.existingContentHash, contentHash);
+      context = await readAgain();
+      if (context.existingContentHash !== null) return this.#existing(expertJobId, body, context.existingContentHash, contentHash);
     }
   }
 
   /** A checkpoint id the job already has: the same content is an idempotent re-post, other content a conflict. */
-  async #existing(expertJobId: string, id: string, storedHash: string, contentHash: string): Promise<CheckpointReply> {
-    if (storedHash !== contentHash) throw new ConflictError(CHECKPOINT_ID_CONFLICT);
+  async #existing(expertJobId: string, body: PostCheckpointBody, storedHash: string, contentHash: string): Promise<CheckpointReply> {
+    if (storedHash !== contentHash && storedHash !== legacyContentHash(body)) throw new ConflictError(CHECKPOINT_ID_CONFLICT);
+    const id = body.checkpoint.id!;
     const row = await this.prisma.checkpoint.findUniqueOrThrow({ where: { expertJobId_id: { expertJobId, id } } });
     return (await this.toReplies(expertJobId, [row], {}))[0]!;
   }
@@ -405,6 +455,12 @@ function buildCheckpoint(
 
 /** The checkpoint with its conversation (key order does not matter: responses are serialised by schema). */
 const withMessages = (checkpoint: Checkpoint, messages: unknown[]): Checkpoint => ({ ...checkpoint, messages });
+
+/** The content hash of checkpoints stored before conversations were hashed whole: each message by its hash. */
+function legacyContentHash(body: PostCheckpointBody): string {
+  const { hashes } = hashMessages(body.checkpoint.messages);
+  return sha256(JSON.stringify({ ...body, checkpoint: { ...body.checkpoint, messages: hashes } })).toString("hex");
+}
 
 /** The five counters only: extra keys a runtime sends are not part of the contract and would land in `jsonb`. */
 function usageCounters(usage: Usage): Usage {

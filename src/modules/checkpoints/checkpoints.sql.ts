@@ -3,8 +3,10 @@ import { channels } from "../../db/channels.ts";
 import { iso, type Sql } from "../../db/sql.ts";
 import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
 import type { CheckpointStatus } from "../expert-jobs/job-state.ts";
+import type { ExpertKeyParts } from "../experts/experts.service.ts";
 import { expertJson, parseExperts, type ExpertRecord } from "../experts/experts.sql.ts";
 import { actionWithoutContent } from "./checkpoint-action.ts";
+import type { MessageRuns, PreviousConversation } from "./message-store.ts";
 import { exclusions, type Exclusion } from "./checkpoints.schemas.ts";
 
 /*
@@ -31,6 +33,13 @@ export interface PostContext {
   lastOrdinal: number;
   /** Ordinals of the job's stored messages among the given hashes. */
   ordinalsByHash: Map<string, number>;
+  /**
+   * The conversation the next checkpoint continues: the resume point's when the job was continued, else
+   * the last checkpoint's (none before the first, or stored before conversations were hashed).
+   */
+  previous: PreviousConversation | undefined;
+  /** The expert asked for (`expert`), if the organization has it. */
+  expert: ExpertRecord | undefined;
 }
 
 /**
@@ -44,6 +53,8 @@ export async function readPostContext(
   applicationId: string,
   checkpointId: string | null,
   hashes: string[],
+  /** An expert to resolve in the same statement (the post's own; one round trip fewer), as `findExpertByKey` does. */
+  expert?: { organizationId: string; parts: ExpertKeyParts },
 ): Promise<PostContext | undefined> {
   const [row] = await sql.query<{
     status: ExpertJobStatus;
@@ -52,18 +63,39 @@ export async function readPostContext(
     existing_hash: string | null;
     last_ordinal: number | null;
     known: string | null;
+    previous: string | null;
+    experts: string | null;
   }>(
     "checkpoint_post_context",
     `SELECT j.status::text AS status, j.last_seq, j.resume_from_checkpoint_id,
       (SELECT encode(content_hash, 'hex') FROM checkpoint WHERE expert_job_id = j.id AND id = $3) AS existing_hash,
       (SELECT max(ordinal) FROM job_message WHERE expert_job_id = j.id) AS last_ordinal,
       (SELECT json_agg(json_build_array(ordinal, encode(hash, 'hex')))::text FROM job_message
-        WHERE expert_job_id = j.id AND hash = ANY (ARRAY(SELECT decode(h, 'hex') FROM unnest($4::text[]) AS h))) AS known
+        WHERE expert_job_id = j.id AND hash = ANY (ARRAY(SELECT decode(h, 'hex') FROM unnest($4::text[]) AS h))) AS known,
+      (SELECT json_build_array(encode(c.conversation_hash, 'hex'), c.message_runs)::text FROM checkpoint c
+        WHERE c.expert_job_id = j.id AND c.conversation_hash IS NOT NULL AND c.seq = CASE WHEN j.resume_from_checkpoint_id IS NULL
+          THEN j.last_seq ELSE (SELECT r.seq FROM checkpoint r WHERE r.expert_job_id = j.id AND r.id = j.resume_from_checkpoint_id) END
+      ) AS previous,
+      (SELECT json_agg(${expertJson})::text FROM (
+        SELECT * FROM expert WHERE $5::text IS NOT NULL AND organization_id = $5 AND name = $6
+          AND CASE WHEN $7::text IS NOT NULL THEN version = $7 ELSE $8::text = ANY (tags) END
+        ORDER BY created_at DESC LIMIT 1
+      ) AS e JOIN organization o ON o.id = e.organization_id) AS experts
     FROM expert_job j WHERE j.id = $1 AND j.application_id = $2`,
-    [expertJobId, applicationId, checkpointId, hashes],
+    [
+      expertJobId,
+      applicationId,
+      checkpointId,
+      hashes,
+      expert?.organizationId ?? null,
+      expert?.parts.name ?? null,
+      expert?.parts.version ?? null,
+      expert?.parts.tag ?? null,
+    ],
   );
   if (!row) return undefined;
   const known = row.known === null ? [] : (JSON.parse(row.known) as Array<[number, string]>);
+  const previous = row.previous === null ? undefined : (JSON.parse(row.previous) as [string, MessageRuns]);
   return {
     status: row.status,
     lastSeq: row.last_seq,
@@ -71,6 +103,8 @@ export async function readPostContext(
     existingContentHash: row.existing_hash,
     lastOrdinal: row.last_ordinal ?? 0,
     ordinalsByHash: new Map(known.map(([ordinal, hash]) => [hash, ordinal])),
+    previous: previous && { hash: previous[0], runs: previous[1] },
+    expert: parseExperts(row.experts)[0],
   };
 }
 
@@ -110,6 +144,8 @@ export interface NewCheckpoint {
   finishedAt: Date | null;
   resumedFromCheckpointId: string | null;
   contentHash: string;
+  /** Hex SHA-256 of the conversation's JSON text. */
+  conversationHash: string;
   createdAt: Date;
   /** UTF-8 bytes of the conversation's JSON text, and of the other JSON columns: streams batch reads by them. */
   messagesBytes: number;
@@ -172,10 +208,10 @@ export async function storeCheckpoint(
       INSERT INTO checkpoint (expert_job_id, id, seq, run_id, step_number, status, expert_id, expert_key, action, skill_name, tool_name,
         delegate_to, delegated_by, message_runs, input_messages, new_messages, tool_call, tool_result, usage, context_window,
         context_window_usage, started_at, finished_at, resumed_from_checkpoint_id, content_hash, created_at, updated_at,
-        messages_bytes, detail_bytes, action_light)
+        messages_bytes, detail_bytes, conversation_hash, action_light)
       SELECT $1, $2, $3, $4, $5, $6::checkpoint_status, $7, $8, $9::json, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb,
         $15::json, $16::json, $17::json, $18::json, $19::jsonb, $20::float8, $21::float8, $22::timestamptz, $23::timestamptz, $24,
-        decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $39::int, $40::int, $41::json
+        decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $39::int, $40::int, decode($41, 'hex'), $42::json
       FROM updated
       RETURNING action::text, usage::text, delegate_to::text, delegated_by::text, message_runs::text
     )
@@ -224,6 +260,7 @@ export async function storeCheckpoint(
       jobPayload,
       c.messagesBytes,
       c.detailBytes,
+      c.conversationHash,
       c.actionLight,
     ],
   );

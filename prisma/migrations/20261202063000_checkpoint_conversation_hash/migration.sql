@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "checkpoint" ADD COLUMN     "conversation_hash" BYTEA;
