@@ -6,7 +6,7 @@ import { channels } from "../../src/db/channels.ts";
 import { Publisher, type Notification } from "../../src/notify/publisher.ts";
 import { ADMIN_TOKEN, createTestDatabase, startTestApp, usingPostgres, type TestApp, type TestDatabase } from "../helpers/app.ts";
 import { api, checkpointBody, claimJob, eventually, seedTenant, startJob, type Tenant } from "../helpers/fixtures.ts";
-import { natsServerInstalled, NATS_SERVER, PrivateNats } from "../helpers/nats.ts";
+import { backendCases, natsServerInstalled, NATS_SERVER, PrivateNats } from "../helpers/nats.ts";
 import { freePort } from "../helpers/ports.ts";
 import { openSse, streamThroughOutage, type SseStream } from "../helpers/sse.ts";
 
@@ -145,6 +145,35 @@ describe(`a notification lost between commit and send is caught up by the safety
     expect((await waiting).statusCode).toBe(401);
   });
 });
+
+for (const backend of backendCases) {
+  describe.skipIf(!usingPostgres() || backend.skip !== undefined)(
+    `instance A commits and dies before sending, notifications over ${backend.name} (${backend.skip ?? "Postgres only: PGlite is one process"})`,
+    () => {
+      it("a stream on instance B still gets every checkpoint A posted, by B's safety re-read", async () => {
+        const db = await createTestDatabase();
+        const config = { notify: backend.notify(db), notifySafetyIntervalMs: 150 };
+        const a = await startTestApp({ db, config, notifications: { sendFilter: () => false } });
+        const b = await startTestApp({ db, config });
+        try {
+          const tenant = await seedTenant(a.app);
+          const job = await startJob(a.app, tenant);
+          const baseB = await b.app.listen({ port: 0, host: "127.0.0.1" });
+          const stream = await openSse(baseB + streamPath(job.id), { authorization: `Bearer ${tenant.clientKey}` });
+          await postSteps(a, tenant, job.id, [1, 2, 3]);
+          await postSteps(a, tenant, job.id, [4], { status: "completed", toolCall: undefined });
+          await stream.ended;
+          expect(messageIds(stream)).toEqual(range(1, 4));
+          expect([a.app.notifier.sent, b.app.streamHub.safetyWakes > 0]).toEqual([0, true]);
+        } finally {
+          await a.close();
+          await b.close();
+          await db.drop();
+        }
+      });
+    },
+  );
+}
 
 describe.skipIf(!usingPostgres())("PostgreSQL: NOTIFY outside the write transaction (Postgres only: PGlite notifies in process)", () => {
   it("a checkpoint's write sends no NOTIFY of its own: only the publisher's, after the commit", async () => {
