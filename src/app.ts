@@ -38,7 +38,12 @@ type LimitSettings =
   | "sseCacheBytes";
 
 /** The limits the environment sets (RATE_LIMIT_PER_MINUTE, MAX_STREAMS_PER_KEY, AUTH_FAILURES_PER_MINUTE, SSE_*) reach the app as `BuildAppOptions` (see `appLimits`). */
-export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | LimitSettings> & { secretsKey: Buffer };
+export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | LimitSettings | NotifySettings> & {
+  secretsKey: Buffer;
+} & Partial<Pick<Config, NotifySettings>>;
+
+/** Default: PostgreSQL NOTIFY (in process on PGlite), with a safety re-read every `defaultSafetyIntervalMs`. */
+type NotifySettings = "notify" | "notifySafetyIntervalMs";
 
 /** The protection limits the environment sets, as app options. */
 export function appLimits(
@@ -76,7 +81,8 @@ export interface BuildAppOptions {
   /** Pino options or a ready logger; false silences it (tests). */
   logger?: FastifyServerOptions["logger"];
   loggerInstance?: FastifyServerOptions["loggerInstance"];
-  notifications?: NotificationsOptions;
+  /** Reconnect and heartbeat timings, and test hooks, of notifications (the backend comes from the config). */
+  notifications?: Omit<NotificationsOptions, "backend" | "safetyIntervalMs">;
   /** Stream delivery limits (defaults: `streamDeliveryDefaults`). */
   streamDelivery?: Partial<StreamDelivery>;
   /** How often the job sweeper takes back expired leases, expires paused jobs and applies retention (default 5 s). */
@@ -290,12 +296,20 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
     adminToken: config.adminToken,
     failureLimit: options.authFailureLimit ?? { max: 30, timeWindowMs: 60_000 },
   });
+  // Before the services: they send notifications after their commits.
+  await app.register(notificationsPlugin, {
+    ...options.notifications,
+    backend: config.notify,
+    safetyIntervalMs: config.notifySafetyIntervalMs,
+    // Start-up waits for NATS as long as it waits for PostgreSQL (DATABASE_CONNECT_TIMEOUT_MS).
+    connectTimeoutMs:
+      options.notifications?.connectTimeoutMs ?? (config.database.kind === "postgres" ? config.database.connectTimeoutMs : undefined),
+  });
   await app.register(servicesPlugin, {
     secretsKey: config.secretsKey,
     leaseMs: config.leaseMs,
     retentionBatches: options.retentionBatches,
   });
-  await app.register(notificationsPlugin, options.notifications ?? {});
   await app.register(streamHubPlugin, {
     heartbeatMs: config.sseHeartbeatMs,
     ...streamDeliveryDefaults,

@@ -30,6 +30,10 @@ export const EnvSchema = Type.Object({
   MAX_STREAMS_PER_KEY: IntegerString(100, 1),
   AUTH_FAILURES_PER_MINUTE: IntegerString(30, 0),
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
+  NOTIFY_BACKEND: Type.Union([Type.Literal("postgres"), Type.Literal("nats")], { default: "postgres" }),
+  NATS_URL: Type.String({ default: "nats://127.0.0.1:4222", minLength: 1 }),
+  NATS_SUBJECT_PREFIX: Type.String({ default: "expert_jobs", pattern: "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$" }),
+  NOTIFY_SAFETY_INTERVAL_MS: IntegerString(5_000, 100),
 });
 
 export type Database =
@@ -37,6 +41,12 @@ export type Database =
   | { kind: "postgres"; url: string; connectTimeoutMs?: number }
   /** `initialData`: a PGlite data-dir dump to start from (tests start from a migrated copy). */
   | { kind: "pglite"; dataDir: string; initialData?: Blob };
+
+/**
+ * How instances tell each other that something committed: PostgreSQL NOTIFY (sent after the commit) and
+ * LISTEN, or core NATS, one subject per channel under `subjectPrefix`. Embedded PGlite notifies in process.
+ */
+export type NotifyBackend = { kind: "postgres" } | { kind: "nats"; servers: string[]; subjectPrefix: string };
 
 export interface Config {
   port: number;
@@ -71,6 +81,9 @@ export interface Config {
   authFailuresPerMinute: number;
   /** Which proxies' X-Forwarded-For names the client (Fastify's `trustProxy`); unset: none, the peer is the client. */
   trustProxy?: true | string[];
+  notify: NotifyBackend;
+  /** How often open streams and waiting claims check the database for what a lost notification would have told them. */
+  notifySafetyIntervalMs: number;
 }
 
 /** TRUST_PROXY: `true` (any proxy), or the proxies' addresses and CIDR ranges, comma-separated. */
@@ -113,6 +126,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const secretsKey = values.SECRETS_KEY === undefined ? undefined : Buffer.from(values.SECRETS_KEY, "base64");
   if (secretsKey && secretsKey.length !== 32) throw new ConfigError("SECRETS_KEY: must be 32 bytes, base64-encoded");
   if (values.DATABASE_URL && !secretsKey) throw new ConfigError("SECRETS_KEY: required when DATABASE_URL is set");
+  if (values.NOTIFY_BACKEND === "nats" && !values.DATABASE_URL) {
+    throw new ConfigError("NOTIFY_BACKEND: nats needs DATABASE_URL (embedded PGlite is one process and notifies in process)");
+  }
+  const natsServers = values.NATS_URL.split(",")
+    .map((url) => url.trim())
+    .filter(Boolean);
+  const badServer = natsServers.find((url) => !/^(nats|tls):\/\/[^/\s]+$/.test(url));
+  if (badServer !== undefined || natsServers.length === 0) {
+    throw new ConfigError(`NATS_URL: ${badServer ?? "(empty)"} is not a nats:// or tls:// URL (host:port; several: comma-separated)`);
+  }
   return Object.freeze({
     port: values.PORT,
     host: values.HOST,
@@ -139,5 +162,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     maxStreamsPerKey: values.MAX_STREAMS_PER_KEY,
     authFailuresPerMinute: values.AUTH_FAILURES_PER_MINUTE,
     trustProxy: parseTrustProxy(values.TRUST_PROXY),
+    notify:
+      values.NOTIFY_BACKEND === "nats"
+        ? { kind: "nats" as const, servers: natsServers, subjectPrefix: values.NATS_SUBJECT_PREFIX }
+        : { kind: "postgres" as const },
+    notifySafetyIntervalMs: values.NOTIFY_SAFETY_INTERVAL_MS,
   });
 }

@@ -1,12 +1,13 @@
-import type { Prisma } from "../generated/prisma/client.ts";
-
-// NOTIFY is delivered on commit only, payloads must stay under 8000 bytes and carry no history:
-// they are wake-up pointers, and listeners re-read the database.
+// Notifications are sent after the change they announce has committed, never inside its transaction;
+// payloads stay under 8000 bytes (NOTIFY's limit) and carry no history: they are wake-up pointers, and
+// listeners re-read the database.
 export const channels = {
   checkpointCreated: "app_checkpoint_created",
   expertJobChanged: "app_expert_job_changed",
   apiKeyRevoked: "app_api_key_revoked",
 } as const;
+
+export const listenedChannels: readonly string[] = Object.values(channels);
 
 export interface CheckpointCreatedPayload {
   expertJobId: string;
@@ -23,16 +24,13 @@ export interface ApiKeyRevokedPayload {
   apiKeyId: string;
 }
 
-type Tx = Pick<Prisma.TransactionClient, "$executeRaw">;
-
-export async function notifyCheckpointCreated(tx: Tx, payload: CheckpointCreatedPayload): Promise<void> {
-  await tx.$executeRaw`SELECT pg_notify(${channels.checkpointCreated}, ${JSON.stringify(payload)})`;
-}
-
-export async function notifyExpertJobChanged(tx: Tx, payload: ExpertJobChangedPayload): Promise<void> {
-  await tx.$executeRaw`SELECT pg_notify(${channels.expertJobChanged}, ${JSON.stringify(payload)})`;
-}
-
-export async function notifyApiKeyRevoked(tx: Tx, payload: ApiKeyRevokedPayload): Promise<void> {
-  await tx.$executeRaw`SELECT pg_notify(${channels.apiKeyRevoked}, ${JSON.stringify(payload)})`;
+/**
+ * Tells every instance that something committed. Call it after the commit: it returns at once, and the
+ * notification goes out shortly after (src/notify/publisher.ts). A notification that is lost (a crash
+ * between commit and send) only delays a wake-up until the next safety re-read.
+ */
+export interface Notifier {
+  checkpointCreated(payload: CheckpointCreatedPayload): void;
+  expertJobChanged(payload: ExpertJobChangedPayload): void;
+  apiKeyRevoked(payload: ApiKeyRevokedPayload): void;
 }

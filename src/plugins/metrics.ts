@@ -181,10 +181,32 @@ export const metricsPlugin = fp(
     }
     new Gauge({
       name: "expert_jobs_notification_listener_up",
-      help: "1 while the LISTEN connection is up (always 1 on embedded PGlite).",
+      help: "1 while the connection that brings notifications (LISTEN, or NATS) is up (always 1 on embedded PGlite).",
       registers,
       collect() {
-        this.set(database.kind === "pglite" || app.listenerProcessId !== undefined ? 1 : 0);
+        this.set(app.notifications.connected ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: "expert_jobs_notifications_sent_total",
+      help: "Notifications this instance sent after commits, and the batches (NOTIFY transactions or NATS flushes) they went in.",
+      labelNames: ["unit"] as const,
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ unit: "notifications" }, app.notifier.sent);
+        this.inc({ unit: "batches" }, app.notifier.batches);
+      },
+    });
+    new Counter({
+      name: "expert_jobs_safety_wakes_total",
+      help: "Stream feeds and waiting claims woken by the periodic safety re-read: what a notification should have woken (lost, or still on its way).",
+      labelNames: ["kind"] as const,
+      registers,
+      collect() {
+        this.reset();
+        this.inc({ kind: "feed" }, app.streamHub.safetyWakes);
+        this.inc({ kind: "claim" }, app.runtime.safetyWakes);
       },
     });
 

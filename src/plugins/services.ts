@@ -33,10 +33,10 @@ export const servicesPlugin = fp<ServicesOptions>(
     const providerKeys = new ProviderKeysService(app.prisma, secrets);
     app.decorate("experts", experts);
     app.decorate("providerKeys", providerKeys);
-    app.decorate("expertJobs", new ExpertJobsService(app.prisma, experts, providerKeys));
-    app.decorate("checkpoints", new CheckpointsService(app.prisma, experts, leaseMs, app.sql));
-    app.decorate("admin", new AdminService(app.prisma, experts, providerKeys));
+    app.decorate("expertJobs", new ExpertJobsService(app.prisma, experts, providerKeys, app.notifier));
+    app.decorate("checkpoints", new CheckpointsService(app.prisma, experts, leaseMs, app.sql, app.notifier));
+    app.decorate("admin", new AdminService(app.prisma, experts, providerKeys, app.notifier));
     app.decorate("jobRetention", new JobRetentionService(app.prisma, retentionBatches));
   },
-  { name: "services", dependencies: ["database"], fastify: "5.x" },
+  { name: "services", dependencies: ["database", "notifications"], fastify: "5.x" },
 );

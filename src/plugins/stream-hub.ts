@@ -8,6 +8,7 @@ import type { CheckpointsService, FeedEvent } from "../modules/checkpoints/check
 import { decodeRuns, encodeRuns, type MessageRuns } from "../modules/checkpoints/message-store.ts";
 import type { ExpertJobStatus } from "../modules/expert-jobs/expert-jobs.schemas.ts";
 import { isStopped } from "../modules/expert-jobs/job-state.ts";
+import { oneAtATime } from "../notify/bus.ts";
 
 export interface StreamSubscription {
   expertJobId: string;
@@ -43,6 +44,11 @@ export interface StreamHubOptions {
 }
 
 export type CutOffReason = "stalled" | "lagging";
+
+export interface JobHead {
+  lastSeq: number;
+  status: ExpertJobStatus;
+}
 
 /** Timings for metrics. `lagMs`: from the first notification a read serves to its start (undefined for other reads). */
 export interface StreamHubObserver {
@@ -156,6 +162,16 @@ class JobFeed {
     // Subscribed before the next read: anything committed from now on is either in that read or wakes another.
     this.#stale = true;
     this.schedule();
+  }
+
+  /**
+   * Whether the job as the safety re-read found it (undefined: gone) has moved on from the feed's last
+   * read: a notification that should have woken the feed did not come (yet). A feed with a read due
+   * anyway does not count.
+   */
+  outdatedBy(head: JobHead | undefined): boolean {
+    if (this.subscribers.size === 0 || this.#stale || this.#head === undefined) return false;
+    return head === undefined || head.lastSeq !== this.#head || head.status !== this.#status;
   }
 
   wake(notifiedAt?: number): void {
@@ -405,6 +421,8 @@ class JobFeed {
 export class StreamHub {
   /** Checkpoint events written to streams since start. */
   eventsSent = 0;
+  /** Feeds the periodic safety re-read woke since start (their notification was lost, or still on its way). */
+  safetyWakes = 0;
   /** Database reads of stream feeds, and the bytes of the frames they built, since start. */
   feedReads = 0;
   framesBuiltBytes = 0;
@@ -516,9 +534,29 @@ export class StreamHub {
     }
   }
 
-  /** After the LISTEN connection came back: notifications may have been missed, so every feed re-reads. */
+  /** After the connection that brings notifications came back: any may have been missed, so every feed re-reads. */
   catchUpAll(): void {
     for (const feed of this.#feeds.values()) feed.wake();
+  }
+
+  /**
+   * The periodic safety re-read: one query for the heads of every job with open streams here, and only
+   * the feeds whose job moved on since their last read (a lost notification) read again. So a lost
+   * notification delays its events by one interval at most, at the cost of one small query per interval.
+   */
+  async recheck(): Promise<void> {
+    if (this.#feeds.size === 0) return;
+    const heads = await this.checkpoints.jobHeads([...this.#feeds.keys()]);
+    for (const [expertJobId, feed] of this.#feeds) {
+      if (!feed.outdatedBy(heads.get(expertJobId))) continue;
+      this.safetyWakes++;
+      feed.wake();
+    }
+  }
+
+  /** The API keys holding streams open here (for the safety re-read's revocation check). */
+  get streamingKeys(): string[] {
+    return [...this.#streamsByKey.keys()];
   }
 
   /** The job and its next checkpoints after `plan.afterSeq`, read leaving out what every variant of the plan leaves out. */
@@ -698,6 +736,12 @@ export const streamHubPlugin = fp<StreamHubOptions>(
         return undefined;
       }
     };
+    // A revocation whose notification was lost still ends the key's streams here, one interval late.
+    const recheck = oneAtATime(async () => {
+      await hub.recheck();
+      const keys = hub.streamingKeys;
+      if (keys.length > 0) for (const apiKeyId of await app.admin.revokedAmong(keys)) hub.revokeApiKey(apiKeyId);
+    });
     const stops = [
       app.notifications.on(channels.checkpointCreated, (payload) => {
         const parsed = parse<CheckpointCreatedPayload>(payload);
@@ -711,7 +755,11 @@ export const streamHubPlugin = fp<StreamHubOptions>(
         const parsed = parse<ApiKeyRevokedPayload>(payload);
         if (parsed) hub.revokeApiKey(parsed.apiKeyId);
       }),
-      app.notifications.onReconnected(() => hub.catchUpAll()),
+      app.notifications.onCatchUp((reason) => {
+        // After a reconnect every feed re-reads, so the re-read below only looks for revocations.
+        if (reason === "reconnected") hub.catchUpAll();
+        void recheck().catch((error) => app.log.warn({ err: error }, "stream safety re-read failed"));
+      }),
     ];
     app.decorate("streamHub", hub);
     app.addHook("preClose", async () => {

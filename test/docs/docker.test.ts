@@ -13,7 +13,7 @@ describe("docker-compose.yml", () => {
   const { postgres, server } = compose.services;
 
   it("runs the server, built from the Dockerfile, once Postgres is healthy", () => {
-    expect(Object.keys(compose.services).sort()).toEqual(["postgres", "server"]);
+    expect(Object.keys(compose.services).sort()).toEqual(["nats", "postgres", "server"]);
     expect(server.build).toBe(".");
     expect(server.depends_on).toEqual({ postgres: { condition: "service_healthy" } });
     expect(postgres.healthcheck.test.join(" ")).toContain("pg_isready");
@@ -46,6 +46,18 @@ describe("docker-compose.yml", () => {
       }
     }
     expect(read("docker-compose.yml")).not.toMatch(/POSTGRES_PASSWORD: postgres\b/);
+  });
+
+  it("offers core NATS under the `nats` profile, on 127.0.0.1 only, at the server's default NATS_URL", () => {
+    const { nats } = compose.services;
+    expect(nats.profiles).toEqual(["nats"]);
+    expect(nats.ports).toEqual(["127.0.0.1:4222:4222"]);
+    // No JetStream: the database is the log.
+    expect(nats.command).not.toContain("-js");
+    expect(server.environment.NATS_URL).toBe("${NATS_URL:-nats://nats:4222}");
+    expect(server.environment.NOTIFY_BACKEND).toBe("${NOTIFY_BACKEND:-postgres}");
+    // Not a dependency: without the profile the service does not exist, and with it the server waits for NATS itself.
+    expect(Object.keys(server.depends_on)).toEqual(["postgres"]);
   });
 
   it("health-checks the server on /healthz at its port", () => {

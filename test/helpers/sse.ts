@@ -1,3 +1,5 @@
+import { expect } from "vitest";
+
 export interface SseEvent {
   id?: string;
   event: string;
@@ -106,4 +108,25 @@ export async function openSse(url: string, headers: Record<string, string> = {})
     },
     close: () => controller.abort(),
   };
+}
+
+/**
+ * A fresh stream meets an outage of what brings notifications: steps 1–2 are posted before it, 3–4
+ * during it (`begin` until `end`), 5 after. The stream must get 1–5, each once, in order.
+ */
+export async function streamThroughOutage(
+  stream: SseStream,
+  post: (steps: number[]) => Promise<unknown>,
+  outage: { begin(): Promise<void>; end?(): Promise<void> },
+): Promise<void> {
+  await post([1, 2]);
+  await stream.waitFor(2);
+  await outage.begin();
+  await post([3, 4]);
+  await outage.end?.();
+  await stream.waitFor(4, 15_000);
+  await post([5]);
+  await stream.waitFor(5, 15_000);
+  expect(stream.events.filter((event) => event.event === "message").map((event) => event.id)).toEqual(["1", "2", "3", "4", "5"]);
+  stream.close();
 }

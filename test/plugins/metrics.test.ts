@@ -56,6 +56,14 @@ describe("GET /metrics", () => {
     expect(sample(text, "expert_jobs_open_streams")).toBe(1);
     expect(sample(text, "expert_jobs_stream_events_sent_total")).toBe(before + 2);
     expect(sample(text, "expert_jobs_notification_lag_seconds_count")).toBeGreaterThanOrEqual(1);
+    // The start and both checkpoints were announced after their commits, in at least one batch and at most one each.
+    const sent = sample(text, "expert_jobs_notifications_sent_total", { unit: "notifications" })!;
+    const batches = sample(text, "expert_jobs_notifications_sent_total", { unit: "batches" })!;
+    expect(sent).toBeGreaterThanOrEqual(3);
+    expect(batches).toBeGreaterThanOrEqual(1);
+    expect(batches).toBeLessThanOrEqual(sent);
+    // Nothing was lost here, so the safety re-read had nothing to wake (it may race a notification on its way, rarely).
+    expect(sample(text, "expert_jobs_safety_wakes_total", { kind: "feed" })).toBeDefined();
     expect(sample(text, "expert_jobs_stream_read_duration_seconds_count")).toBeGreaterThanOrEqual(2);
     stream.close();
     await eventually(async () => sample(await scrape(), "expert_jobs_open_streams") === 0);

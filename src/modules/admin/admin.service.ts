@@ -3,7 +3,7 @@ import { ConflictError, NotFoundError } from "../../errors.ts";
 import { newId } from "../../lib/ids.ts";
 import type { Provider } from "../../lib/models.ts";
 import { generateApiKey } from "../../lib/secrets.ts";
-import { notifyApiKeyRevoked } from "../../db/channels.ts";
+import type { Notifier } from "../../db/channels.ts";
 import type { ApiKeyScope } from "../../plugins/auth.ts";
 import type { ExpertDigest } from "../../schemas/common.ts";
 import { toExpertDigest, type ExpertsService } from "../experts/experts.service.ts";
@@ -56,6 +56,7 @@ export class AdminService {
     private readonly prisma: PrismaClient,
     private readonly experts: ExpertsService,
     private readonly providerKeys: ProviderKeysService,
+    private readonly notifier: Notifier,
   ) {}
 
   async createOrganization(name: string): Promise<OrganizationView> {
@@ -98,12 +99,15 @@ export class AdminService {
 
   /** Revoked at once: the next request with the key gets 401, and every instance ends the streams it holds open. */
   async revokeApiKey(apiKeyId: string): Promise<void> {
-    const count = await this.prisma.$transaction(async (tx) => {
-      const { count } = await tx.apiKey.updateMany({ where: { id: apiKeyId, revokedAt: null }, data: { revokedAt: new Date() } });
-      if (count > 0) await notifyApiKeyRevoked(tx, { apiKeyId });
-      return count;
-    });
+    const { count } = await this.prisma.apiKey.updateMany({ where: { id: apiKeyId, revokedAt: null }, data: { revokedAt: new Date() } });
+    if (count > 0) this.notifier.apiKeyRevoked({ apiKeyId });
     if (count === 0 && (await this.prisma.apiKey.count({ where: { id: apiKeyId } })) === 0) throw new NotFoundError("API key not found");
+  }
+
+  /** The revoked ones among these keys (a safety re-read: their revocation's notification may have been lost). */
+  async revokedAmong(apiKeyIds: string[]): Promise<string[]> {
+    const rows = await this.prisma.apiKey.findMany({ where: { id: { in: apiKeyIds }, revokedAt: { not: null } }, select: { id: true } });
+    return rows.map((row) => row.id);
   }
 
   async registerExpert(organizationId: string, body: RegisterExpertBody): Promise<ExpertDigest> {

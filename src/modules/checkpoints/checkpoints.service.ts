@@ -3,6 +3,7 @@ import { BadRequestError, ConflictError, NotFoundError, reasons } from "../../er
 import { newId } from "../../lib/ids.ts";
 import { sha256 } from "../../lib/secrets.ts";
 import { escapeLike, isStorableText, searchableText } from "../../lib/text.ts";
+import type { Notifier } from "../../db/channels.ts";
 import type { Sql } from "../../db/sql.ts";
 import type { Principal } from "../../plugins/auth.ts";
 import type { ExpertDigest, Usage } from "../../schemas/common.ts";
@@ -76,6 +77,7 @@ export class CheckpointsService {
     private readonly leaseMs: number,
     /** The hot paths' raw statements (checkpoints.sql.ts), prepared on PostgreSQL. */
     private readonly sql: Sql,
+    private readonly notifier: Notifier,
   ) {}
 
   async #requireJob(principal: Principal, expertJobId: string) {
@@ -139,6 +141,15 @@ export class CheckpointsService {
         build: (exclude) => buildCheckpoint(expertJobId, row, digests, exclude),
       })),
     };
+  }
+
+  /** The last sequence number and status of each of the jobs that exist (the streams' safety re-read). */
+  async jobHeads(expertJobIds: string[]): Promise<Map<string, { lastSeq: number; status: ExpertJobStatus }>> {
+    const rows = await this.prisma.expertJob.findMany({
+      where: { id: { in: expertJobIds } },
+      select: { id: true, lastSeq: true, status: true },
+    });
+    return new Map(rows.map((row) => [row.id, { lastSeq: row.lastSeq, status: row.status }]));
   }
 
   /** The stored texts of a job's messages in the given ordinal runs. */
@@ -306,13 +317,14 @@ export class CheckpointsService {
       };
       const stored = await storeCheckpoint(this.sql, context, newMessages, row, {
         status,
-        applicationId: principal.applicationId,
-        statusChanged: status !== context.status,
         durationMs: finishedAt ? Math.max(0, finishedAt.getTime() - startedAt.getTime()) : 0,
         leaseExpiresAt: runningStatuses.has(status) ? new Date(now.getTime() + this.leaseMs) : null,
         pausedAt: pausedStatuses.has(status) ? now : null,
       });
       if (stored) {
+        // After the commit, never in the write's transaction (src/notify/publisher.ts).
+        this.notifier.checkpointCreated({ expertJobId, seq: row.seq });
+        if (status !== context.status) this.notifier.expertJobChanged({ expertJobId, applicationId: principal.applicationId, status });
         // The reply is built from what was just written (the jsonb columns as Postgres returned them), the
         // experts resolved above and the posted messages: no read-back.
         const checkpointRow: CheckpointRecord = {

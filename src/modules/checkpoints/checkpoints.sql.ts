@@ -1,5 +1,4 @@
 import type { Prisma } from "../../generated/prisma/client.ts";
-import { channels } from "../../db/channels.ts";
 import { iso, type Sql } from "../../db/sql.ts";
 import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
 import type { CheckpointStatus } from "../expert-jobs/job-state.ts";
@@ -154,9 +153,6 @@ export interface NewCheckpoint {
 
 export interface JobUpdate {
   status: ExpertJobStatus;
-  applicationId: string;
-  /** NOTIFY the job's status too (it changed). */
-  statusChanged: boolean;
   durationMs: number;
   leaseExpiresAt: Date | null;
   pausedAt: Date | null;
@@ -172,8 +168,8 @@ export interface StoredJsonb {
 }
 
 /**
- * One statement, so one transaction: the job's counters and status, the new messages, the checkpoint
- * and the NOTIFYs (delivered on commit), all only if the job still has the `last_seq`, status and resume
+ * One statement, so one transaction: the job's counters and status, the new messages and the checkpoint,
+ * all only if the job still has the `last_seq`, status and resume
  * point that `readPostContext` saw. The UPDATE holds the job's row lock until commit, so a job's
  * checkpoints commit in `seq` order; one that waited for a concurrent post re-checks the row as that
  * post left it. Undefined when the job changed: read again and retry.
@@ -185,10 +181,6 @@ export async function storeCheckpoint(
   c: NewCheckpoint,
   job: JobUpdate,
 ): Promise<StoredJsonb | undefined> {
-  const checkpointPayload = JSON.stringify({ expertJobId: c.expertJobId, seq: c.seq });
-  const jobPayload = job.statusChanged
-    ? JSON.stringify({ expertJobId: c.expertJobId, applicationId: job.applicationId, status: job.status })
-    : null;
   const [stored] = await sql.query<StoredJsonb>(
     "checkpoint_store",
     `WITH updated AS (
@@ -211,14 +203,11 @@ export async function storeCheckpoint(
         messages_bytes, detail_bytes, conversation_hash, action_light)
       SELECT $1, $2, $3, $4, $5, $6::checkpoint_status, $7, $8, $9::json, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb,
         $15::json, $16::json, $17::json, $18::json, $19::jsonb, $20::float8, $21::float8, $22::timestamptz, $23::timestamptz, $24,
-        decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $39::int, $40::int, decode($41, 'hex'), $42::json
+        decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $35::int, $36::int, decode($37, 'hex'), $38::json
       FROM updated
       RETURNING action::text, usage::text, delegate_to::text, delegated_by::text, message_runs::text
     )
-    -- pg_notify returns void, which drivers cannot decode: cast to text ('').
-    SELECT created.*, pg_notify($35, $36)::text AS notified,
-      CASE WHEN $38::text IS NOT NULL THEN pg_notify($37, $38::text)::text END AS job_notified
-    FROM created`,
+    SELECT created.* FROM created`,
     [
       c.expertJobId,
       c.id,
@@ -254,10 +243,6 @@ export async function storeCheckpoint(
       job.leaseExpiresAt,
       job.pausedAt,
       read.status,
-      channels.checkpointCreated,
-      checkpointPayload,
-      channels.expertJobChanged,
-      jobPayload,
       c.messagesBytes,
       c.detailBytes,
       c.conversationHash,

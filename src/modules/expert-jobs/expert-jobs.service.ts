@@ -3,7 +3,7 @@ import { BadRequestError, NotFoundError, reasons } from "../../errors.ts";
 import { newId } from "../../lib/ids.ts";
 import { escapeLike } from "../../lib/text.ts";
 import { defaultModel, providerOf } from "../../lib/models.ts";
-import { notifyExpertJobChanged } from "../../db/channels.ts";
+import type { Notifier } from "../../db/channels.ts";
 import type { Principal } from "../../plugins/auth.ts";
 import { emptyUsage, type Model, type Usage } from "../../schemas/common.ts";
 import { toExpertDigest, type ExpertsService } from "../experts/experts.service.ts";
@@ -59,6 +59,7 @@ export class ExpertJobsService {
     private readonly prisma: PrismaClient,
     private readonly experts: ExpertsService,
     private readonly providerKeys: ProviderKeysService,
+    private readonly notifier: Notifier,
   ) {}
 
   async start(principal: Principal, body: StartExpertJobBody): Promise<ExpertJob> {
@@ -86,9 +87,9 @@ export class ExpertJobsService {
         },
         include: expertJobInclude,
       });
-      await notifyExpertJobChanged(tx, { expertJobId: created.id, applicationId: created.applicationId, status: created.status });
       return created;
     });
+    this.notifier.expertJobChanged({ expertJobId: row.id, applicationId: row.applicationId, status: row.status });
     return toExpertJob(row);
   }
 
@@ -174,15 +175,16 @@ export class ExpertJobsService {
         },
       });
       if (count === 0) throw new BadRequestError(reasons.unableToContinue);
-      await notifyExpertJobChanged(tx, { expertJobId: job.id, applicationId: job.applicationId, status: "queued" });
       return tx.expertJob.findUniqueOrThrow({ where: { id: job.id }, include: expertJobInclude });
     });
+    this.notifier.expertJobChanged({ expertJobId: job.id, applicationId: job.applicationId, status: "queued" });
     return toExpertJob(row);
   }
 
   /** queued or paused → canceled; running → canceling (the runtime finishes it); canceling/canceled unchanged. */
   async cancel(principal: Principal, expertJobId: string): Promise<ExpertJob> {
     const job = await this.findRow(principal, expertJobId);
+    let changed = false;
     const row = await this.prisma.$transaction(async (tx) => {
       const [locked] = await tx.$queryRaw<Array<{ status: ExpertJobStatus }>>`
         SELECT status FROM expert_job WHERE id = ${job.id} FOR UPDATE`;
@@ -195,9 +197,10 @@ export class ExpertJobsService {
         data: { status: next, ...(next === "canceled" && { leaseExpiresAt: null, pausedAt: null }) },
         include: expertJobInclude,
       });
-      await notifyExpertJobChanged(tx, { expertJobId: job.id, applicationId: job.applicationId, status: next });
+      changed = true;
       return updated;
     });
+    if (changed) this.notifier.expertJobChanged({ expertJobId: job.id, applicationId: job.applicationId, status: row.status });
     return toExpertJob(row);
   }
 }

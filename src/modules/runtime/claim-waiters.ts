@@ -16,6 +16,18 @@ export class ClaimWaiters {
     return count;
   }
 
+  /** The applications with claims waiting. */
+  get applications(): string[] {
+    return [...this.#byApplication.keys()];
+  }
+
+  /** The API keys of the waiting claims. */
+  get keys(): string[] {
+    const keys = new Set<string>();
+    for (const waiters of this.#byApplication.values()) for (const waiter of waiters) keys.add(waiter.apiKeyId);
+    return [...keys];
+  }
+
   add(applicationId: string, apiKeyId: string): Waiter {
     const waiter: Waiter = { applicationId, apiKeyId, woken: false };
     let waiters = this.#byApplication.get(applicationId);

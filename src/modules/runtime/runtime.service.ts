@@ -1,7 +1,7 @@
 import { Prisma, type PrismaClient } from "../../generated/prisma/client.ts";
 import type { FastifyBaseLogger } from "fastify";
 import { ConflictError, UnauthorizedError } from "../../errors.ts";
-import { notifyExpertJobChanged, type ExpertJobChangedPayload } from "../../db/channels.ts";
+import type { ExpertJobChangedPayload, Notifier } from "../../db/channels.ts";
 import { providerOf } from "../../lib/models.ts";
 import type { Principal } from "../../plugins/auth.ts";
 import type { Checkpoint } from "../checkpoints/checkpoints.schemas.ts";
@@ -41,6 +41,8 @@ export class RuntimeService {
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #swept: SweepResult = { requeued: 0, failed: 0, canceled: 0, expired: 0 };
   #closed = false;
+  /** Applications whose waiting claims the periodic safety re-read woke since start (a queued job's notification lost, or on its way). */
+  safetyWakes = 0;
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -48,6 +50,7 @@ export class RuntimeService {
     private readonly checkpoints: CheckpointsService,
     private readonly providerKeys: ProviderKeysService,
     private readonly log: FastifyBaseLogger,
+    private readonly notifier: Notifier,
     private readonly options: RuntimeOptions,
   ) {}
 
@@ -126,11 +129,11 @@ export class RuntimeService {
               : { status, leaseExpiresAt: new Date(Date.now() + this.options.leaseMs), pausedAt: null },
           include: expertJobInclude,
         });
-        await notifyExpertJobChanged(tx, { expertJobId: job.id, applicationId, status });
         return { job, provider, key };
       });
       if (!claimed) return undefined;
       const { job, provider, key } = claimed;
+      this.notifier.expertJobChanged({ expertJobId: job.id, applicationId, status: job.status });
       if (key === undefined) {
         this.log.warn({ expertJobId: job.id, provider }, "claimed job failed: its provider API key is gone");
         continue;
@@ -164,9 +167,32 @@ export class RuntimeService {
     this.#waiters.wakeKey(apiKeyId);
   }
 
-  /** After notifications may have been missed (LISTEN reconnect), every waiting claim looks again. */
+  /** After notifications may have been missed (LISTEN or NATS reconnect), every waiting claim looks again. */
   wakeAll(): void {
     this.#waiters.wakeAll();
+  }
+
+  /** The API keys of the claims waiting here (for the safety re-read's revocation check). */
+  get waitingKeys(): string[] {
+    return this.#waiters.keys;
+  }
+
+  /**
+   * The periodic safety re-read: one query finds the applications with waiting claims that have a queued
+   * job (its notification was lost, or is still on its way), and only their claims look again.
+   */
+  async recheck(): Promise<void> {
+    const applications = this.#waiters.applications;
+    if (applications.length === 0) return;
+    const queued = await this.prisma.expertJob.findMany({
+      where: { applicationId: { in: applications }, status: "queued" },
+      distinct: ["applicationId"],
+      select: { applicationId: true },
+    });
+    for (const { applicationId } of queued) {
+      this.safetyWakes++;
+      this.#waiters.wake(applicationId);
+    }
   }
 
   /** Ends waiting claims (they answer 204) and waits for claims in flight, so the database can close after. */
@@ -179,6 +205,7 @@ export class RuntimeService {
   /** The runtime reports a status (`processing` doubles as the heartbeat that renews the lease). */
   async reportStatus(principal: Principal, expertJobId: string, reported: ExpertJobStatus): Promise<ExpertJob> {
     const job = await this.expertJobs.findRow(principal, expertJobId);
+    let changed = false;
     const row = await this.prisma.$transaction(async (tx) => {
       const [locked] = await tx.$queryRaw<Array<{ status: ExpertJobStatus }>>`
         SELECT status FROM expert_job WHERE id = ${job.id} FOR UPDATE`;
@@ -197,9 +224,10 @@ export class RuntimeService {
         },
         include: expertJobInclude,
       });
-      if (next !== current) await notifyExpertJobChanged(tx, { expertJobId: job.id, applicationId: job.applicationId, status: next });
+      changed = next !== current;
       return updated;
     });
+    if (changed) this.notifier.expertJobChanged({ expertJobId: job.id, applicationId: job.applicationId, status: row.status });
     return toExpertJob(row);
   }
 
@@ -210,20 +238,27 @@ export class RuntimeService {
    */
   async sweep(now: Date = new Date()): Promise<SweepResult> {
     const result: SweepResult = { requeued: 0, failed: 0, canceled: 0, expired: 0 };
+    // Each batch's notifications go out once its transaction committed.
+    const afterCommit = async (batch: (tx: Tx, changes: ExpertJobChangedPayload[]) => Promise<number>) => {
+      const changes: ExpertJobChangedPayload[] = [];
+      const changed = await this.prisma.$transaction((tx) => batch(tx, changes));
+      for (const change of changes) this.notifier.expertJobChanged(change);
+      return changed;
+    };
     for (;;) {
-      const changed = await this.prisma.$transaction((tx) => this.#takeBackExpiredLeases(tx, now, result));
+      const changed = await afterCommit((tx, changes) => this.#takeBackExpiredLeases(tx, now, result, changes));
       if (changed < SWEEP_BATCH) break;
     }
     const pausedBefore = new Date(now.getTime() - this.options.pausedJobTtlMs);
     for (;;) {
-      const changed = await this.prisma.$transaction((tx) => this.#expirePausedJobs(tx, pausedBefore, result));
+      const changed = await afterCommit((tx, changes) => this.#expirePausedJobs(tx, pausedBefore, result, changes));
       if (changed < SWEEP_BATCH) break;
     }
     for (const outcome of Object.keys(result) as Array<keyof SweepResult>) this.#swept[outcome] += result[outcome];
     return result;
   }
 
-  async #takeBackExpiredLeases(tx: Tx, now: Date, result: SweepResult): Promise<number> {
+  async #takeBackExpiredLeases(tx: Tx, now: Date, result: SweepResult, changes: ExpertJobChangedPayload[]): Promise<number> {
     const rows = await tx.$queryRaw<
       Array<{ id: string; application_id: string; status: ExpertJobStatus; retry_count: number; max_retries: number }>
     >`
@@ -238,7 +273,7 @@ export class RuntimeService {
         where: { id: row.id },
         data: { status, leaseExpiresAt: null, ...(row.status !== "canceling" && { retryCount: row.retry_count + 1 }) },
       });
-      await notifyExpertJobChanged(tx, { expertJobId: row.id, applicationId: row.application_id, status });
+      changes.push({ expertJobId: row.id, applicationId: row.application_id, status });
       if (status === "queued") result.requeued++;
       else if (status === "failed") result.failed++;
       else result.canceled++;
@@ -246,7 +281,7 @@ export class RuntimeService {
     return rows.length;
   }
 
-  async #expirePausedJobs(tx: Tx, pausedBefore: Date, result: SweepResult): Promise<number> {
+  async #expirePausedJobs(tx: Tx, pausedBefore: Date, result: SweepResult, changes: ExpertJobChangedPayload[]): Promise<number> {
     const rows = await tx.$queryRaw<Array<{ id: string; application_id: string }>>`
       SELECT id, application_id FROM expert_job
       WHERE status IN (${statusList(pausedStatuses)}) AND paused_at < ${pausedBefore.toISOString()}::timestamptz
@@ -255,9 +290,7 @@ export class RuntimeService {
       FOR UPDATE SKIP LOCKED`;
     if (rows.length === 0) return 0;
     await tx.expertJob.updateMany({ where: { id: { in: rows.map((row) => row.id) } }, data: { status: "expired" } });
-    for (const row of rows) {
-      await notifyExpertJobChanged(tx, { expertJobId: row.id, applicationId: row.application_id, status: "expired" });
-    }
+    for (const row of rows) changes.push({ expertJobId: row.id, applicationId: row.application_id, status: "expired" });
     result.expired += rows.length;
     return rows.length;
   }

@@ -7,7 +7,8 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_TOKEN, createTestDatabase, startTestApp, usingPostgres, type TestApp, type TestDatabase } from "../../helpers/app.ts";
 import { api, checkpointBody, eventually, seedTenant, startJob, userMessage, type Tenant } from "../../helpers/fixtures.ts";
-import { openSse, type SseStream } from "../../helpers/sse.ts";
+import { backendCases } from "../../helpers/nats.ts";
+import { openSse, streamThroughOutage, type SseStream } from "../../helpers/sse.ts";
 
 const streamPath = (jobId: string, query = "") => `/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream${query}`;
 
@@ -349,82 +350,115 @@ describe("stream resilience", () => {
   });
 });
 
-describe.skipIf(!usingPostgres())("streams across instances and connection loss (Postgres only: PGlite is one process)", () => {
-  let db: TestDatabase;
-  let a: TestApp;
-  let b: TestApp;
-  let tenant: Tenant;
-  let baseB: string;
+for (const backend of backendCases) {
+  describe.skipIf(!usingPostgres() || backend.skip !== undefined)(
+    `streams across instances and connection loss, notifications over ${backend.name} (${backend.skip ?? "Postgres only: PGlite is one process"})`,
+    () => {
+      let db: TestDatabase;
+      let a: TestApp;
+      let b: TestApp;
+      let tenant: Tenant;
+      let baseB: string;
 
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    const fastReconnect = { notifications: { reconnect: { initialDelayMs: 20, maxDelayMs: 200 } } };
-    a = await startTestApp({ db, ...fastReconnect });
-    b = await startTestApp({ db, ...fastReconnect });
-    tenant = await seedTenant(a.app);
-    baseB = await b.app.listen({ port: 0, host: "127.0.0.1" });
-  });
-  afterAll(async () => {
-    await a?.app.close();
-    await b?.app.close();
-    await db?.drop();
-  });
+      beforeAll(async () => {
+        db = await createTestDatabase();
+        // The safety re-read is slowed down: here only the notifications and the reconnect catch-up deliver.
+        const options = {
+          db,
+          config: { notify: backend.notify(db), notifySafetyIntervalMs: 600_000 },
+          notifications: { reconnect: { initialDelayMs: 20, maxDelayMs: 200 } },
+        };
+        a = await startTestApp(options);
+        b = await startTestApp(options);
+        tenant = await seedTenant(a.app);
+        baseB = await b.app.listen({ port: 0, host: "127.0.0.1" });
+      });
+      afterAll(async () => {
+        await a?.app.close();
+        await b?.app.close();
+        await db?.drop();
+      });
 
-  const terminate = async (where: string, params: unknown[] = []) => {
-    const client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-    const { rowCount } = await client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE ${where}`, params);
-    await client.end();
-    return rowCount ?? 0;
-  };
+      const terminate = async (where: string, params: unknown[] = []) => {
+        const client = new pg.Client({ connectionString: db.url });
+        await client.connect();
+        const { rowCount } = await client.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE ${where}`, params);
+        await client.end();
+        return rowCount ?? 0;
+      };
 
-  it("a checkpoint posted to instance A reaches a stream on instance B", async () => {
-    const job = await startJob(a.app, tenant);
-    const stream = await openSse(baseB + streamPath(job.id), { authorization: `Bearer ${tenant.clientKey}` });
-    await postSteps(a, tenant, job.id, [1, 2]);
-    await stream.waitFor(2);
-    expect(messageIds(stream)).toEqual(["1", "2"]);
-    stream.close();
-  });
+      it("a checkpoint posted to instance A reaches a stream on instance B", async () => {
+        const job = await startJob(a.app, tenant);
+        const stream = await openSse(baseB + streamPath(job.id), { authorization: `Bearer ${tenant.clientKey}` });
+        await postSteps(a, tenant, job.id, [1, 2]);
+        await stream.waitFor(2);
+        expect(messageIds(stream)).toEqual(["1", "2"]);
+        stream.close();
+      });
 
-  it("loses and repeats nothing when the LISTEN connection is killed mid-stream", async () => {
-    const job = await startJob(a.app, tenant);
-    const stream = await openSse(baseB + streamPath(job.id), { authorization: `Bearer ${tenant.clientKey}` });
-    await postSteps(a, tenant, job.id, [1, 2]);
-    await stream.waitFor(2);
-    expect(await terminate("pid = $1", [b.app.listenerProcessId])).toBe(1);
-    // Posted while B's listener is down: only its reconnect catch-up can deliver these.
-    await postSteps(a, tenant, job.id, [3, 4]);
-    await stream.waitFor(4, 15_000);
-    await postSteps(a, tenant, job.id, [5]);
-    await stream.waitFor(5, 15_000);
-    expect(messageIds(stream)).toEqual(range(1, 5));
-    stream.close();
-  });
+      it("ends a revoked key's streams on every instance; the other key's streams go on", async () => {
+        const job = await startJob(a.app, tenant);
+        await postSteps(a, tenant, job.id, [1]);
+        const baseA = await a.app.listen({ port: 0, host: "127.0.0.1" });
+        const doomedKey = await a.app.admin.createApiKey(tenant.applicationId, "client");
+        const doomed = [baseA, baseB].map((base) => openSse(base + streamPath(job.id), { authorization: `Bearer ${doomedKey.key}` }));
+        const survivors = [baseA, baseB].map((base) => openSse(base + streamPath(job.id), { authorization: `Bearer ${tenant.clientKey}` }));
+        const streams = await Promise.all([...doomed, ...survivors]);
+        await Promise.all(streams.map((stream) => stream.waitFor(1)));
+        // Revoked through instance A: B hears of it only by notification.
+        const revoked = await a.app.inject({
+          method: "DELETE",
+          url: `/api/admin/v1/api_keys/${doomedKey.id}`,
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        });
+        expect(revoked.statusCode).toBe(204);
+        await Promise.all(streams.slice(0, 2).map((stream) => stream.ended));
+        await postSteps(a, tenant, job.id, [2]);
+        for (const survivor of streams.slice(2)) {
+          await survivor.waitFor(2);
+          expect(messageIds(survivor)).toEqual(["1", "2"]);
+          survivor.close();
+        }
+        for (const stream of streams.slice(0, 2)) expect(messageIds(stream)).toEqual(["1"]);
+      });
 
-  it("survives every connection of the database being killed", async () => {
-    const job = await startJob(a.app, tenant);
-    const stream = await openSse(baseB + streamPath(job.id), { authorization: `Bearer ${tenant.clientKey}` });
-    await postSteps(a, tenant, job.id, [1]);
-    await stream.waitFor(1);
-    const killed = await terminate("datname = current_database() AND pid <> pg_backend_pid()");
-    expect(killed).toBeGreaterThanOrEqual(2);
-    // The pools reconnect on demand; retry the first post in case it met a dead pooled connection.
-    let posted = false;
-    for (let attempt = 0; attempt < 20 && !posted; attempt++) {
-      const response = await api(a.app, tenant.runtimeKey).post(
-        `/expert_jobs/${job.id}/checkpoints/`,
-        checkpointBody(tenant, { stepNumber: 2 }),
-      );
-      posted = response.statusCode === 200;
-      if (!posted) await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    expect(posted).toBe(true);
-    await postSteps(a, tenant, job.id, [3]);
-    await stream.waitFor(3, 15_000);
-    expect(messageIds(stream)).toEqual(range(1, 3));
-    const ready = await b.app.inject({ method: "GET", url: "/readyz" });
-    expect(ready.statusCode).toBe(200);
-    stream.close();
-  });
-});
+      // NATS has no LISTEN connection; its restart is test/plugins/notifications.test.ts's.
+      if (backend.name === "postgres") {
+        it("loses and repeats nothing when the LISTEN connection is killed mid-stream", async () => {
+          const job = await startJob(a.app, tenant);
+          const stream = await openSse(baseB + streamPath(job.id), { authorization: `Bearer ${tenant.clientKey}` });
+          // Posted while B's listener is down, 3 and 4 can only come by its reconnect catch-up.
+          await streamThroughOutage(stream, (steps) => postSteps(a, tenant, job.id, steps), {
+            begin: async () => expect(await terminate("pid = $1", [b.app.listenerProcessId])).toBe(1),
+          });
+        });
+      }
+
+      it("survives every connection of the database being killed", async () => {
+        const job = await startJob(a.app, tenant);
+        const stream = await openSse(baseB + streamPath(job.id), { authorization: `Bearer ${tenant.clientKey}` });
+        await postSteps(a, tenant, job.id, [1]);
+        await stream.waitFor(1);
+        const killed = await terminate("datname = current_database() AND pid <> pg_backend_pid()");
+        expect(killed).toBeGreaterThanOrEqual(2);
+        // The pools reconnect on demand; retry the first post in case it met a dead pooled connection.
+        let posted = false;
+        for (let attempt = 0; attempt < 20 && !posted; attempt++) {
+          const response = await api(a.app, tenant.runtimeKey).post(
+            `/expert_jobs/${job.id}/checkpoints/`,
+            checkpointBody(tenant, { stepNumber: 2 }),
+          );
+          posted = response.statusCode === 200;
+          if (!posted) await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        expect(posted).toBe(true);
+        await postSteps(a, tenant, job.id, [3]);
+        await stream.waitFor(3, 15_000);
+        expect(messageIds(stream)).toEqual(range(1, 3));
+        const ready = await b.app.inject({ method: "GET", url: "/readyz" });
+        expect(ready.statusCode).toBe(200);
+        stream.close();
+      });
+    },
+  );
+}

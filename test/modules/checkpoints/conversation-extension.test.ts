@@ -35,7 +35,7 @@ describe("posting a conversation that extends the previous one", () => {
         return t.app.sql.query(name, text, values);
       },
     };
-    service = new CheckpointsService(t.app.prisma, t.app.experts, 60_000, recording);
+    service = new CheckpointsService(t.app.prisma, t.app.experts, 60_000, recording, t.app.notifier);
   });
   afterAll(async () => t.close());
 

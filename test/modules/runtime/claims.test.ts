@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reasons } from "../../../src/errors.ts";
 import { createTestDatabase, startTestApp, usingPostgres, type TestApp } from "../../helpers/app.ts";
 import { api, claimJob, eventually, jobInStatus, seedTenant, startJob, type Tenant } from "../../helpers/fixtures.ts";
+import { backendCases } from "../../helpers/nats.ts";
 
 const LEASE_MS = 120_000;
 
@@ -210,52 +211,55 @@ describe("claims and server shutdown", () => {
   });
 });
 
-describe("claims across two server instances on one database", () => {
-  it.skipIf(!usingPostgres())(
-    "wakes a claim waiting on one instance when a job starts on the other (Postgres only: PGlite is single-process)",
-    async () => {
-      const db = await createTestDatabase();
-      // Instances of one deployment share SECRETS_KEY, or they could not decrypt each other's provider keys.
-      const config = { secretsKey: randomBytes(32) };
-      const a = await startTestApp({ db, config });
-      const b = await startTestApp({ db, config });
-      try {
-        const tenant = await seedTenant(a.app);
-        const waiting = claimJob(a.app, tenant, 15_000);
-        await eventually(async () => a.app.runtime.waitingClaims === 1);
-        const started = Date.now();
-        const job = await startJob(b.app, tenant);
-        const response = await waiting;
-        expect(response.statusCode).toBe(200);
-        expect(response.json().data.claim.expertJob.id).toBe(job.id);
-        expect(Date.now() - started).toBeLessThan(3_000);
-      } finally {
-        await a.close();
-        await b.close();
-        await db.drop();
-      }
+for (const backend of backendCases) {
+  describe.skipIf(!usingPostgres() || backend.skip !== undefined)(
+    `claims across two server instances on one database, notifications over ${backend.name} (${backend.skip ?? "Postgres only: PGlite is single-process"})`,
+    () => {
+      it("wakes a claim waiting on one instance when a job starts on the other", async () => {
+        const db = await createTestDatabase();
+        // Instances of one deployment share SECRETS_KEY, or they could not decrypt each other's provider keys.
+        // The safety re-read is slowed down: only the notification can wake the claim in time.
+        const config = { secretsKey: randomBytes(32), notify: backend.notify(db), notifySafetyIntervalMs: 600_000 };
+        const a = await startTestApp({ db, config });
+        const b = await startTestApp({ db, config });
+        try {
+          const tenant = await seedTenant(a.app);
+          const waiting = claimJob(a.app, tenant, 15_000);
+          await eventually(async () => a.app.runtime.waitingClaims === 1);
+          const started = Date.now();
+          const job = await startJob(b.app, tenant);
+          const response = await waiting;
+          expect(response.statusCode).toBe(200);
+          expect(response.json().data.claim.expertJob.id).toBe(job.id);
+          expect(Date.now() - started).toBeLessThan(3_000);
+        } finally {
+          await a.close();
+          await b.close();
+          await db.drop();
+        }
+      });
+
+      it("gives one job to exactly one of 10 claimers spread over two instances", async () => {
+        const db = await createTestDatabase();
+        // Instances of one deployment share SECRETS_KEY, or they could not decrypt each other's provider keys.
+        const config = { secretsKey: randomBytes(32), notify: backend.notify(db) };
+        const a = await startTestApp({ db, config });
+        const b = await startTestApp({ db, config });
+        try {
+          const tenant = await seedTenant(a.app);
+          for (let round = 0; round < 5; round++) {
+            const job = await startJob(a.app, tenant);
+            const responses = await Promise.all(Array.from({ length: 10 }, (_, i) => claimJob(i % 2 === 0 ? a.app : b.app, tenant)));
+            const winners = responses.filter((response) => response.statusCode === 200);
+            expect(winners).toHaveLength(1);
+            expect(winners[0]!.json().data.claim.expertJob.id).toBe(job.id);
+          }
+        } finally {
+          await a.close();
+          await b.close();
+          await db.drop();
+        }
+      });
     },
   );
-
-  it.skipIf(!usingPostgres())("gives one job to exactly one of 10 claimers spread over two instances (Postgres only)", async () => {
-    const db = await createTestDatabase();
-    // Instances of one deployment share SECRETS_KEY, or they could not decrypt each other's provider keys.
-    const config = { secretsKey: randomBytes(32) };
-    const a = await startTestApp({ db, config });
-    const b = await startTestApp({ db, config });
-    try {
-      const tenant = await seedTenant(a.app);
-      for (let round = 0; round < 5; round++) {
-        const job = await startJob(a.app, tenant);
-        const responses = await Promise.all(Array.from({ length: 10 }, (_, i) => claimJob(i % 2 === 0 ? a.app : b.app, tenant)));
-        const winners = responses.filter((response) => response.statusCode === 200);
-        expect(winners).toHaveLength(1);
-        expect(winners[0]!.json().data.claim.expertJob.id).toBe(job.id);
-      }
-    } finally {
-      await a.close();
-      await b.close();
-      await db.drop();
-    }
-  });
-});
+}
