@@ -11,6 +11,8 @@ export const channels = {
 export interface CheckpointCreatedPayload {
   expertJobId: string;
   seq: number;
+  /** For the streams of an application's job changes (a checkpoint moves the job's step, usage and duration). */
+  applicationId?: string;
 }
 
 export interface ExpertJobChangedPayload {

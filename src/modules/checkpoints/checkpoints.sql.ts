@@ -147,7 +147,7 @@ export async function storeCheckpoint(
   c: NewCheckpoint,
   job: JobUpdate,
 ): Promise<StoredJsonb | undefined> {
-  const checkpointPayload = JSON.stringify({ expertJobId: c.expertJobId, seq: c.seq });
+  const checkpointPayload = JSON.stringify({ expertJobId: c.expertJobId, seq: c.seq, applicationId: job.applicationId });
   const jobPayload = job.statusChanged
     ? JSON.stringify({ expertJobId: c.expertJobId, applicationId: job.applicationId, status: job.status })
     : null;
