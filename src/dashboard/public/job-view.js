@@ -272,20 +272,22 @@ function buildRow(watch, seq, checkpoint, previousTokens) {
   return row;
 }
 
-/** The waterfall: each step's bar starts where the steps before it ended (their summed durations), so pauses take no room. */
-function layoutWaterfall(watch) {
-  const total = watch.activeMs || 1;
+/**
+ * The waterfall: each step's bar starts where the steps before it ended (their summed durations), so pauses
+ * take no room. The scale is the job's whole duration, known before the replay starts, so replaying a long
+ * job places each new bar once; only a scale that grows (live steps) moves every bar.
+ */
+function layoutWaterfall(watch, firstNew) {
+  const scale = Math.max(watch.activeMs, watch.job?.totalDuration ?? 0) || 1;
+  const from = scale === watch.scaleMs ? firstNew : 0;
+  watch.scaleMs = scale;
   const rows = $("timeline").tBodies[0].rows;
-  let offset = 0;
-  for (let index = 0; index < watch.checkpoints.length; index++) {
+  for (let index = from; index < rows.length; index++) {
+    const bar = rows[index].lastElementChild.firstElementChild;
     const duration = durationOf(watch.checkpoints[index]);
-    const bar = rows[index]?.lastElementChild?.firstElementChild;
-    if (bar) {
-      bar.style.marginLeft = `${(offset / total) * 100}%`;
-      bar.style.width = `max(2px, ${(duration / total) * 100}%)`;
-      bar.title = formatDuration(duration);
-    }
-    offset += duration;
+    bar.style.marginLeft = `${(watch.offsets[index] / scale) * 100}%`;
+    bar.style.width = `max(2px, ${(duration / scale) * 100}%)`;
+    bar.title = formatDuration(duration);
   }
 }
 
@@ -301,11 +303,12 @@ function flushRows(watch) {
   }
   watch.pending = [];
   const body = $("timeline").tBodies[0];
+  const firstNew = body.rows.length;
   body.append(fragment);
   if (!body.querySelector("tr[tabindex='0']")) body.rows[0].tabIndex = 0;
   $("timeline-section").hidden = false;
   $("checkpoint-count").textContent = `(${body.rows.length})`;
-  layoutWaterfall(watch);
+  layoutWaterfall(watch, firstNew);
   // What the job waits for, and its question, come from its last checkpoint.
   if (watch.job) renderJob(watch, watch.job);
 }
@@ -314,6 +317,7 @@ function addCheckpoint(watch, seq, checkpoint) {
   const previousTokens = watch.checkpoints.at(-1)?.usage?.totalTokens;
   watch.checkpoints.push(checkpoint);
   watch.seqs.push(seq);
+  watch.offsets.push(watch.activeMs);
   watch.activeMs += durationOf(checkpoint);
   watch.pending.push({ seq, checkpoint, previousTokens });
   // One render per frame: a replay of a long job arrives as hundreds of events at once.
@@ -547,7 +551,9 @@ export async function showJob(key, jobId) {
     source: undefined,
     checkpoints: [],
     seqs: [],
+    offsets: [],
     activeMs: 0,
+    scaleMs: 0,
     pending: [],
     flushFrame: undefined,
     selected: undefined,
