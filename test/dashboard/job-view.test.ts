@@ -82,6 +82,11 @@ describe.skipIf(!hasChromium)(describeTitle("the dashboard's job view in Chromiu
       expect(await page.textContent("#answer-tool")).toBe("interactive › askUser");
       expect(await page.textContent("#job-waiting")).toBe("Waiting for your answer to the expert's question below.");
       await screenshot(page, "dashboard-interactive");
+      await page.click("#timeline tbody tr:nth-child(2)");
+      await page.waitForSelector("#inspector-content .message");
+      expect(await page.textContent("#inspector-title")).toBe("Step 2 · generalTool");
+      // The picture in the README (docs/dashboard-job-view.png is a copy).
+      await screenshot(page, "dashboard-job-view");
 
       await page.fill("#answer-text", "2025, please");
       await page.click("#answer-form button[type=submit]");

@@ -262,7 +262,7 @@ function buildRow(watch, seq, checkpoint, previousTokens) {
     row.classList.add(checkpoint.action.type === "retry" ? "is-retry" : "is-error");
     action.append(" ", h("span", { className: "problem" }, `— ${problem}`));
   }
-  cell(row, tool, "tool");
+  cell(row, tool, "tool").title = tool;
   cell(row, checkpoint.status);
   cell(row, `${formatNumber(totalTokens)}${stepTokens}`, "number");
   cell(row, finished ? formatDuration(durationOf(checkpoint)) : "–", "number");

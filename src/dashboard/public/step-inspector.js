@@ -113,10 +113,14 @@ function field(label, ...value) {
   return h("div", {}, h("dt", {}, label), h("dd", {}, ...value));
 }
 
+// A general tool's action repeats the tool call and result, shown in full below it.
+const shownElsewhere = { generalTool: ["skillName", "toolName", "args", "result"], interactiveTool: ["skillName", "toolName"] };
+
 function renderAction(action) {
   const problem = actionProblem(action);
   const { type, ...fields } = action ?? {};
-  const rest = Object.entries(fields).filter(([name]) => !(problem && (name === "error" || name === "message")));
+  const hidden = new Set([...(shownElsewhere[type] ?? []), ...(problem ? ["error", "message"] : [])]);
+  const rest = Object.entries(fields).filter(([name]) => !hidden.has(name));
   return h(
     "div",
     { className: "action" },
