@@ -25,6 +25,7 @@ const STOPPED_POLL_MS = 5000;
 const TIMELINE_EXCLUDE = "messages,newMessages,toolCall,toolResult,actionContent";
 // Rows arriving in a small batch are live arrivals and flash; a replay's hundreds of rows do not.
 const FLASH_BATCH = 5;
+const REPLAY_FLUSH_MS = 150;
 const finishedStatuses = new Set(["completed", "failed", "canceled", "expired"]);
 
 /** The job being watched. */
@@ -320,8 +321,16 @@ function addCheckpoint(watch, seq, checkpoint) {
   watch.offsets.push(watch.activeMs);
   watch.activeMs += durationOf(checkpoint);
   watch.pending.push({ seq, checkpoint, previousTokens });
-  // One render per frame: a replay of a long job arrives as hundreds of events at once.
-  watch.flushFrame ??= requestAnimationFrame(() => flushRows(watch));
+  if (watch.flushFrame !== undefined) return;
+  // A replay of a long job arrives as hundreds of events at once: while the job's known steps are still
+  // coming, rows are added a few times a second (each addition lays the table out again); live steps, once a frame.
+  if (watch.checkpoints.length < watch.backlog) {
+    const timer = setTimeout(() => flushRows(watch), REPLAY_FLUSH_MS);
+    watch.flushFrame = () => clearTimeout(timer);
+  } else {
+    const frame = requestAnimationFrame(() => flushRows(watch));
+    watch.flushFrame = () => cancelAnimationFrame(frame);
+  }
 }
 
 // The inspector.
@@ -532,7 +541,7 @@ function stop(state = "idle") {
   clearTimeout(current.refreshTimer);
   clearTimeout(current.reopenTimer);
   clearTimeout(current.pollTimer);
-  if (current.flushFrame) cancelAnimationFrame(current.flushFrame);
+  current.flushFrame?.();
   setConnection(state);
 }
 
@@ -552,9 +561,12 @@ export async function showJob(key, jobId) {
     checkpoints: [],
     seqs: [],
     offsets: [],
+    // The steps the job had when the page opened it: the stream's replay.
+    backlog: 0,
     activeMs: 0,
     scaleMs: 0,
     pending: [],
+    /** Cancels the pending render of new rows, if one is scheduled. */
     flushFrame: undefined,
     selected: undefined,
     resumeFrom: undefined,
@@ -571,7 +583,9 @@ export async function showJob(key, jobId) {
   notice("");
   setConnection("connecting");
   try {
-    renderJob(next, await fetchJob(next));
+    const job = await fetchJob(next);
+    next.backlog = job.totalSteps;
+    renderJob(next, job);
   } catch (error) {
     if (next !== current) return;
     notice(`Could not load the job: ${error.message}`, "error");
