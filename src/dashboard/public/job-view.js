@@ -478,6 +478,9 @@ function open(watch) {
   source.addEventListener("complete", async (event) => {
     source.close();
     watch.source = undefined;
+    // Every row is shown before the page says the stream is over.
+    watch.flushFrame?.();
+    flushRows(watch);
     const { status } = JSON.parse(event.data);
     // The connection's state, not the job's: the stream ended because the job stopped. A finished job says
     // so; a paused one is waiting for someone, and the page keeps looking for a continue.
