@@ -19,11 +19,13 @@ import { requestDrainPlugin } from "./plugins/request-drain.ts";
 import { runtimePlugin } from "./plugins/runtime.ts";
 import { servicesPlugin } from "./plugins/services.ts";
 import { streamHubPlugin } from "./plugins/stream-hub.ts";
+import { jobChangesDefaults, jobChangesPlugin } from "./plugins/job-changes.ts";
 import { dashboardRoutes } from "./dashboard/dashboard.routes.ts";
 import { adminRoutes } from "./modules/admin/admin.routes.ts";
 import { checkpointStreamRoutes } from "./modules/checkpoints/checkpoint-stream.routes.ts";
 import { checkpointsRoutes } from "./modules/checkpoints/checkpoints.routes.ts";
 import { expertJobsRoutes } from "./modules/expert-jobs/expert-jobs.routes.ts";
+import { expertJobStreamRoutes } from "./modules/expert-jobs/expert-job-stream.routes.ts";
 import { healthRoutes } from "./modules/health/health.routes.ts";
 import type { RetentionBatches } from "./modules/expert-jobs/job-retention.service.ts";
 import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
@@ -319,6 +321,11 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
     readRetryWindowMs: options.streamReadRetryWindowMs ?? 30_000,
     observer: app.metrics.streamHub,
   });
+  await app.register(jobChangesPlugin, {
+    heartbeatMs: config.sseHeartbeatMs,
+    ...jobChangesDefaults,
+    maxStreamsPerKey: options.maxStreamsPerKey ?? 100,
+  });
   await app.register(runtimePlugin, { leaseMs: config.leaseMs, pausedJobTtlMs: config.pausedJobTtlMs });
   await app.register(jobSweeperPlugin, { intervalMs: options.sweepIntervalMs ?? 5_000, jobRetentionMs: config.jobRetentionMs });
   // After the stream hub and the runtime: its preClose waits for what theirs leave in flight.
@@ -329,6 +336,7 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
     async (studio) => {
       studio.addHook("onRequest", studio.authenticateApiKey);
       await studio.register(expertJobsRoutes);
+      await studio.register(expertJobStreamRoutes);
       await studio.register(runtimeRoutes);
       await studio.register(checkpointsRoutes);
       await studio.register(checkpointStreamRoutes);

@@ -2,7 +2,7 @@ import path from "node:path";
 import fastifyStatic from "@fastify/static";
 import type { FastifyPluginAsync } from "fastify";
 
-// Plain files, no build step: the page, one script module and one stylesheet, all same-origin.
+// Plain files, no build step: the page, its script modules, one stylesheet and the icon, all same-origin.
 const publicDir = path.join(import.meta.dirname, "public");
 
 // Tighter than the docs page's policy: no inline code at all, and nothing but this origin.
@@ -35,4 +35,9 @@ export const dashboardRoutes: FastifyPluginAsync = async (app) => {
     if (!pathname.endsWith("/")) return reply.redirect(`${path.posix.basename(pathname)}/`, 301);
     return reply.type("text/html; charset=utf-8").sendFile("index.html");
   });
+
+  // Browsers ask for /favicon.ico whatever the page links; the dashboard's icon answers it.
+  app.get("/favicon.ico", { schema: { hide: true } }, async (_request, reply) =>
+    reply.header("cache-control", "public, max-age=86400").type("image/svg+xml").sendFile("favicon.svg"),
+  );
 };

@@ -12,6 +12,8 @@ export const listenedChannels: readonly string[] = Object.values(channels);
 export interface CheckpointCreatedPayload {
   expertJobId: string;
   seq: number;
+  /** For the streams of an application's job changes (a checkpoint moves the job's step, usage and duration). */
+  applicationId?: string;
 }
 
 export interface ExpertJobChangedPayload {

@@ -36,6 +36,8 @@ export const RateLimitedError = createError<[string]>("APP_RATE_LIMITED", "%s", 
 export const BodyTooLargeError = createError("APP_BODY_TOO_LARGE", "Request body is too large", 413);
 
 const RETRY_AFTER_PRESSURE_S = 5;
+// @fastify/under-pressure's default sample interval.
+const DEFAULT_SAMPLE_INTERVAL_MS = 1000;
 const INT32_MAX = 2_147_483_647;
 
 /**
@@ -140,12 +142,22 @@ export const protectionPlugin = fp<ProtectionOptions>(
     }
 
     if (options.underPressure) {
+      // The samples taken until the server is ready, and the first one after, measure its own start-up
+      // (loading and compiling modules, registering routes), not load: nothing is shed for them.
+      const settleMs = options.underPressure.sampleIntervalMs ?? DEFAULT_SAMPLE_INTERVAL_MS;
+      let sheddingFrom = Number.POSITIVE_INFINITY;
+      app.addHook("onReady", async () => {
+        sheddingFrom = performance.now() + settleMs;
+      });
       await app.register(underPressure, {
         maxEventLoopDelay: options.underPressure.maxEventLoopDelayMs,
         sampleInterval: options.underPressure.sampleIntervalMs,
         // Sending here ends the request (as under-pressure documents); returning without sending lets it through.
         pressureHandler: (request: FastifyRequest, reply: FastifyReply) => {
-          if (request.routeOptions.url === "/healthz") return;
+          if (performance.now() < sheddingFrom) return;
+          // Health checks, and the dashboard's own static files (the page then retries its API calls itself).
+          const url = request.routeOptions.url ?? "";
+          if (url === "/healthz" || url === "/favicon.ico" || url === "/dashboard" || url.startsWith("/dashboard/")) return;
           reply.header("retry-after", String(RETRY_AFTER_PRESSURE_S));
           sendError(reply, 503, "The server is overloaded; retry later");
         },

@@ -1,31 +1,14 @@
-import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp } from "../helpers/app.ts";
 import { createRestartableDatabase } from "../helpers/restartable-database.ts";
 import { api, postCheckpoint, seedTenant, startJob, toolResultFor, type CheckpointBodyOptions } from "../helpers/fixtures.ts";
 import { grownJobBodies } from "../helpers/corpus.ts";
-import { chromiumArgs } from "../helpers/chromium.ts";
+import { describeTitle, hasChromium, launchChromium, rows, waitForRows, waitForText } from "../helpers/dashboard.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const hasChromium = existsSync(CHROMIUM);
 const SCREENSHOT = path.join(import.meta.dirname, "../../test-artifacts/dashboard.png");
-
-if (!hasChromium) {
-  // CI installs Chromium and sets REQUIRE_CHROMIUM, so there a missing browser fails instead of skipping.
-  if (process.env.REQUIRE_CHROMIUM) throw new Error(`REQUIRE_CHROMIUM is set but there is no Chromium at ${CHROMIUM}`);
-  console.warn(`Skipping the dashboard browser test: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH).`);
-}
-
-const rows = (page: Page) =>
-  page.$$eval("#timeline tbody tr", (trs) => trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent ?? "")));
-
-const waitForText = (page: Page, selector: string, text: string) =>
-  page.waitForFunction(([selector, text]) => document.querySelector(selector!)?.textContent === text, [selector, text] as const, {
-    timeout: 20_000,
-  });
 
 type ToolCall = { id: string; skillName: string; toolName: string; args: Record<string, unknown> };
 const webSearch: ToolCall = { id: "call_search", skillName: "search", toolName: "webSearch", args: { q: "expert jobs" } };
@@ -41,17 +24,11 @@ const step = (stepNumber: number, toolCall: ToolCall, result: string, totalToken
   toolResult: toolResultFor(toolCall, result),
 });
 
-const waitForRows = (page: Page, count: number) =>
-  page.waitForFunction((count) => document.querySelectorAll("#timeline tbody tr").length === count, count, { timeout: 20_000 });
-
-describe.skipIf(!hasChromium)(`the dashboard in Chromium${hasChromium ? "" : ` (skipped: no Chromium at ${CHROMIUM})`}`, () => {
+describe.skipIf(!hasChromium)(describeTitle("the dashboard in Chromium"), () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: chromiumArgs,
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => browser?.close());
 
@@ -119,7 +96,9 @@ describe.skipIf(!hasChromium)(`the dashboard in Chromium${hasChromium ? "" : ` (
 
       const all = await rows(page);
       expect(all.map((row) => row[0])).toEqual(["1", "2", "3", "4", "5", "6"]);
-      expect(all.map((row) => row[2])).toEqual(["init", "generalTool", "think", "readTextFile", "generalTool", last.action.type]);
+      // The last step's action is an error (its messages hold no text to complete with): the row says why.
+      expect(last.action).toEqual({ type: "error", error: "No text found" });
+      expect(all.map((row) => row[2])).toEqual(["init", "generalTool", "think", "readTextFile", "generalTool", "error — No text found"]);
       expect(all[5]!.slice(3, 6)).toEqual(["@perstack/base › attemptCompletion", "completed", "1,800 (+300)"]);
       expect(await page.textContent("#job-step")).toBe("6 of at most 20 (6 steps run)");
 

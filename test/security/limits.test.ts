@@ -259,6 +259,13 @@ describe("load shedding (@fastify/under-pressure)", () => {
       expect(Number(shed.headers["retry-after"])).toBeGreaterThan(0);
       expect((await t.app.inject({ method: "GET", url: "/readyz" })).statusCode).toBe(503);
       expect((await t.app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(200);
+      // The dashboard's own files are never shed (its page waits out the API's 503s itself), nor the icon.
+      for (const url of ["/dashboard/", "/dashboard/job-view.js", "/dashboard/dashboard.css"]) {
+        expect((await t.app.inject({ method: "GET", url })).statusCode, url).toBe(200);
+      }
+      const icon = await t.app.inject({ method: "GET", url: "/favicon.ico" });
+      expect(icon.statusCode).toBe(200);
+      expect(icon.headers["content-type"]).toBe("image/svg+xml");
     } finally {
       clearInterval(saturator);
     }

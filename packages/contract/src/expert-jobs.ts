@@ -124,3 +124,16 @@ export const ExpertJobListSchema = Type.Object(
   },
   { examples: [{ data: { expertJobs: [expertJobExample] }, meta: pageMetaExample }] },
 );
+
+export const ExpertJobStreamQuerySchema = Type.Object({
+  access_token: Type.Optional(Type.String({ description: "The API key, for EventSource (which cannot send headers)" })),
+});
+export type ExpertJobStreamQuery = Static<typeof ExpertJobStreamQuerySchema>;
+
+/** The data of each `message` event of `GET /expert_jobs/stream`: the changed job, exactly as GET answers it. */
+export const ExpertJobChangeEventSchema = ExpertJobSchema;
+
+export const expertJobStreamExample =
+  `event: message\ndata: {"type":"expertJob","id":"${exampleIds.expertJob}","status":"processing","currentStep":3,…}\n\n` +
+  ": ping\n\n" +
+  `event: message\ndata: {"type":"expertJob","id":"${exampleIds.expertJob}","status":"completed","currentStep":4,…}\n\n`;

@@ -1,8 +1,8 @@
-import type { OutgoingHttpHeaders } from "node:http";
 import { Type } from "@sinclair/typebox";
 import createError from "@fastify/error";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { RequestValidationError } from "../../errors.ts";
+import { startEventStream } from "../../lib/event-stream.ts";
 import { errorResponses } from "../../schemas/common.ts";
 import { streamExample } from "../../schemas/examples.ts";
 import { ExpertJobParamsSchema } from "../expert-jobs/expert-jobs.schemas.ts";
@@ -21,6 +21,17 @@ export const TooManyStreamsError = createError<[number]>(
   "APP_TOO_MANY_STREAMS",
   "Too many open streams for this API key (at most %s); close one or retry later",
   429,
+);
+
+/** 429 before a stream starts: the key holds too many open streams of this kind, or made too many requests. */
+export const TooManyStreamsResponse = Type.Object(
+  { code: Type.Literal(429), error: Type.Literal("Too Many Requests"), reason: Type.String() },
+  {
+    description: "The API key holds too many open streams, or made too many requests",
+    examples: [
+      { code: 429, error: "Too Many Requests", reason: "Too many open streams for this API key (at most 100); close one or retry later" },
+    ],
+  },
 );
 
 export const checkpointStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -45,19 +56,7 @@ export const checkpointStreamRoutes: FastifyPluginAsyncTypebox = async (app) => 
         response: {
           200: Type.String({ description: "text/event-stream of `message`, `error` and `complete` events", examples: [streamExample] }),
           ...errorResponses(401, 404, 422),
-          429: Type.Object(
-            { code: Type.Literal(429), error: Type.Literal("Too Many Requests"), reason: Type.String() },
-            {
-              description: "The API key holds too many open streams, or made too many requests",
-              examples: [
-                {
-                  code: 429,
-                  error: "Too Many Requests",
-                  reason: "Too many open streams for this API key (at most 100); close one or retry later",
-                },
-              ],
-            },
-          ),
+          429: TooManyStreamsResponse,
         },
       },
     },
@@ -78,25 +77,7 @@ export const checkpointStreamRoutes: FastifyPluginAsyncTypebox = async (app) => 
       if (app.streamHub.streamsOf(apiKeyId) >= app.streamHub.maxStreamsPerKey)
         throw new TooManyStreamsError(app.streamHub.maxStreamsPerKey);
 
-      reply.hijack();
-      // A stream may stay quiet for longer than the server's idle-connection timeout; its heartbeat keeps proxies open.
-      // (Injected requests have a socket without timeouts.)
-      request.raw.socket.setTimeout?.(0);
-      reply.raw.writeHead(200, {
-        // Headers set by hooks (CORS, rate limit) are kept: hijacking bypasses Fastify's own header writing.
-        ...(reply.getHeaders() as OutgoingHttpHeaders),
-        "content-type": "text/event-stream; charset=utf-8",
-        "cache-control": "no-cache, no-transform",
-        "x-accel-buffering": "no",
-        connection: "keep-alive",
-        "x-request-id": request.id,
-      });
-      // HEAD: the headers a GET would answer, and no subscription.
-      if (request.raw.method === "HEAD") {
-        reply.raw.end();
-        return;
-      }
-      reply.raw.flushHeaders();
+      if (!startEventStream(request, reply)) return;
       app.streamHub.subscribe({ expertJobId, afterSeq, exclude: parseExclude(request.query.exclude), response: reply.raw, apiKeyId });
     },
   );

@@ -323,7 +323,7 @@ export class CheckpointsService {
       });
       if (stored) {
         // After the commit, never in the write's transaction (src/notify/publisher.ts).
-        this.notifier.checkpointCreated({ expertJobId, seq: row.seq });
+        this.notifier.checkpointCreated({ expertJobId, seq: row.seq, applicationId: principal.applicationId });
         if (status !== context.status) this.notifier.expertJobChanged({ expertJobId, applicationId: principal.applicationId, status });
         // The reply is built from what was just written (the jsonb columns as Postgres returned them), the
         // experts resolved above and the posted messages: no read-back.

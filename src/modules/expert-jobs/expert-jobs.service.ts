@@ -130,6 +130,16 @@ export class ExpertJobsService {
     return { expertJobs: rows.map(toExpertJob), total };
   }
 
+  /** The application's jobs among `expertJobIds` as GET answers them (a deleted one is left out). */
+  async listByIds(applicationId: string, expertJobIds: string[]): Promise<ExpertJob[]> {
+    const rows = await this.prisma.expertJob.findMany({
+      where: { id: { in: expertJobIds }, applicationId },
+      include: expertJobInclude,
+      orderBy: [{ createdAt: "asc" }, { id: "asc" }],
+    });
+    return rows.map(toExpertJob);
+  }
+
   /** Queues a stopped job again from its latest checkpoint (SPEC §7). */
   async continue(principal: Principal, expertJobId: string, body: ContinueExpertJobBody): Promise<ExpertJob> {
     const job = await this.findRow(principal, expertJobId);
