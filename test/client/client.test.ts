@@ -243,4 +243,21 @@ describe("@expert-jobs/client on the real runtime traces", () => {
       posted.slice(70).map((checkpoint) => checkpoint.id),
     );
   }, 120_000);
+  it("types and reads sequence and createdAt: list by sequence, then stream on from the last one listed", async () => {
+    const started = await client.expertJobs.start({ expertKey: tenant.expert.key, query: "Count", maxSteps: 10 });
+    const posted = [];
+    for (let step = 1; step <= 4; step++) posted.push(await runtime.runtime.postCheckpoint(started.id, body(tenant, { stepNumber: step })));
+    const page = await client.expertJobs.checkpoints.list(started.id, { sort: "sequence", order: "asc", take: 2 });
+    const sequences: number[] = page.checkpoints.map((checkpoint) => checkpoint.sequence);
+    expect(sequences).toEqual([1, 2]);
+    const createdAt: string = page.checkpoints[0]!.createdAt;
+    expect(createdAt).toBe(posted[0]!.createdAt);
+    await runtime.runtime.postCheckpoint(started.id, body(tenant, { stepNumber: 5, status: "completed" }));
+    const rest = await collect(client.expertJobs.checkpoints.stream(started.id, { after: sequences.at(-1)! }));
+    expect(rest.flatMap((event) => (event.type === "checkpoint" ? [[event.id, event.checkpoint.sequence]] : []))).toEqual([
+      [3, 3],
+      [4, 4],
+      [5, 5],
+    ]);
+  });
 });

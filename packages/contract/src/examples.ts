@@ -126,6 +126,8 @@ export const checkpointExample: Checkpoint = {
   contextWindowUsage: 5950,
   startedAt: "2026-01-15T09:30:04.000Z",
   finishedAt: "2026-01-15T09:30:08.400Z",
+  sequence: 2,
+  createdAt: "2026-01-15T09:30:08.452Z",
 };
 
 export const claimExample: Claim = {

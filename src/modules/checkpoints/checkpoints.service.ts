@@ -399,6 +399,8 @@ function buildCheckpoint(
     contextWindowUsage: row.contextWindowUsage,
     startedAt: row.startedAt.toISOString(),
     ...(row.finishedAt !== null && { finishedAt: row.finishedAt.toISOString() }),
+    sequence: row.seq,
+    createdAt: row.createdAt.toISOString(),
   };
 }
 

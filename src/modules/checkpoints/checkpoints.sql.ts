@@ -241,7 +241,8 @@ function checkpointColumns(exclude: ReadonlySet<Exclusion>): string {
   c.message_runs::text AS message_runs, ${unless("messages", "c.input_messages::text")} AS input_messages,
   ${unless("newMessages", "c.new_messages::text")} AS new_messages, ${exclude.has("toolCall") ? toolCallNames : "c.tool_call::text"} AS tool_call,
   ${unless("toolResult", "c.tool_result::text")} AS tool_result, c.usage::text AS usage, c.context_window,
-  c.context_window_usage, ${iso("c.started_at")} AS started_at, ${iso("c.finished_at")} AS finished_at`;
+  c.context_window_usage, ${iso("c.started_at")} AS started_at, ${iso("c.finished_at")} AS finished_at,
+  ${iso("c.created_at")} AS created_at`;
 }
 
 /** Without the tool call, its names still are the checkpoint's `skillName` and `toolName`. */
@@ -274,6 +275,7 @@ interface RawCheckpoint {
   context_window_usage: number;
   started_at: string;
   finished_at: string | null;
+  created_at: string;
 }
 
 /** What building an API checkpoint needs from a stored one (a Prisma `Checkpoint` row has all of it). */
@@ -301,6 +303,8 @@ export interface CheckpointRecord {
   contextWindowUsage: number;
   startedAt: Date;
   finishedAt: Date | null;
+  /** When the server stored it. */
+  createdAt: Date;
 }
 
 const parseOrNull = (text: string | null) => (text === null ? null : JSON.parse(text));
@@ -329,6 +333,7 @@ function toRecord(raw: RawCheckpoint): CheckpointRecord {
     contextWindowUsage: Number(raw.context_window_usage),
     startedAt: new Date(raw.started_at),
     finishedAt: raw.finished_at === null ? null : new Date(raw.finished_at),
+    createdAt: new Date(raw.created_at),
   };
 }
 
@@ -409,7 +414,7 @@ export async function readFeed(
 }
 
 export interface PageQuery {
-  sort: "createdAt" | "updatedAt";
+  sort: "createdAt" | "updatedAt" | "sequence";
   order: "asc" | "desc";
   take: number;
   skip: number;
@@ -428,18 +433,22 @@ export interface PageQuery {
  */
 export async function readPage(sql: Sql, expertJobId: string, page: PageQuery): Promise<CheckpointRecord[]> {
   const direction = page.order === "desc" ? "DESC" : "ASC";
-  const sortColumn = page.sort === "updatedAt" ? "updated_at" : "created_at";
+  // `seq` is unique in a job: sorted by it, nothing else is needed to break ties.
+  const order = (table: string) =>
+    page.sort === "sequence"
+      ? `${table}seq ${direction}`
+      : `${table}${page.sort === "updatedAt" ? "updated_at" : "created_at"} ${direction}, ${table}step_number ${direction}, ${table}seq ${direction}`;
   const filter = page.pattern === undefined ? "" : "AND (expert_key ILIKE $5 OR skill_name ILIKE $5 OR tool_name ILIKE $5)";
   const rows = await sql.query<RawCheckpoint>(
     undefined, // planned per call: a generic plan does not know how deep the OFFSET goes
     `SELECT ${checkpointColumns(page.exclude)}
     FROM (
       SELECT seq FROM checkpoint WHERE expert_job_id = $1 AND seq <= $4 ${filter}
-      ORDER BY ${sortColumn} ${direction}, step_number ${direction}, seq ${direction}
+      ORDER BY ${order("")}
       OFFSET $2 LIMIT $3
     ) AS page
     JOIN checkpoint c ON c.expert_job_id = $1 AND c.seq = page.seq
-    ORDER BY c.${sortColumn} ${direction}, c.step_number ${direction}, c.seq ${direction}`,
+    ORDER BY ${order("c.")}`,
     [expertJobId, page.skip, page.take, page.maxSeq, ...(page.pattern === undefined ? [] : [page.pattern])],
   );
   return rows.map(toRecord);
