@@ -134,6 +134,7 @@ export const claimExample: Claim = {
   expertJob: expertJobExample,
   checkpoint: checkpointExample,
   leaseExpiresAt: "2026-01-15T09:35:08.400Z",
+  leaseToken: "lt4k2m9x7q1w3e5r6t8y0u2i",
   providerKey: { provider: "anthropic", key: "sk-ant-api03-…" },
 };
 

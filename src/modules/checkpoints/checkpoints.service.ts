@@ -29,6 +29,7 @@ import {
   type CheckpointRecord,
   type FeedQuery,
   type NewCheckpoint,
+  type PostContext,
 } from "./checkpoints.sql.ts";
 import { assignOrdinals, conversationJson, hashMessages, mergeRuns, type MessageRuns } from "./message-store.ts";
 
@@ -153,7 +154,7 @@ export class CheckpointsService {
    * under the job's row lock (so a job's checkpoints commit in order), and queues the NOTIFY; it only
    * applies if the job is still as read just before, else the post reads again (see checkpoints.sql.ts).
    */
-  async post(principal: Principal, expertJobId: string, body: PostCheckpointBody): Promise<CheckpointReply> {
+  async post(principal: Principal, expertJobId: string, body: PostCheckpointBody, leaseToken?: string): Promise<CheckpointReply> {
     const { checkpoint: posted, step } = body;
     const hashed = hashMessages(posted.messages);
     // What an idempotent re-post must repeat: the body, with each message by its hash (they were just
@@ -173,6 +174,7 @@ export class CheckpointsService {
     if (first.status === "rejected") throw first.reason;
     let context = first.value;
     if (!context) throw new NotFoundError(reasons.expertJobNotFound);
+    requireLease(context, leaseToken);
     if (context.existingContentHash !== null) return this.#existing(expertJobId, posted.id!, context.existingContentHash, contentHash);
     if (experts.status === "rejected") throw experts.reason;
     const [expert, delegateExpert, delegatedByExpert] = experts.value;
@@ -286,6 +288,7 @@ export class CheckpointsService {
       const again = await read();
       if (!again) throw new NotFoundError(reasons.expertJobNotFound);
       context = again;
+      requireLease(context, leaseToken);
       if (context.existingContentHash !== null) return this.#existing(expertJobId, posted.id!, context.existingContentHash, contentHash);
     }
   }
@@ -411,6 +414,11 @@ const withMessages = (checkpoint: Checkpoint, messages: unknown[]): Checkpoint =
 function usageCounters(usage: Usage): Usage {
   const { inputTokens, outputTokens, reasoningTokens, totalTokens, cachedInputTokens } = usage;
   return { inputTokens, outputTokens, reasoningTokens, totalTokens, cachedInputTokens };
+}
+
+/** A runtime that sent its lease token holds the job only while that is the job's current lease. */
+function requireLease(context: PostContext, leaseToken: string | undefined): void {
+  if (leaseToken !== undefined && context.leaseToken !== leaseToken) throw new ConflictError(reasons.leaseNotCurrent);
 }
 
 function closedJobReason(status: ExpertJobStatus): string {

@@ -25,6 +25,8 @@ export interface PostContext {
   status: ExpertJobStatus;
   lastSeq: number;
   resumeFromCheckpointId: string | null;
+  /** The current claim's lease token (null when no claim holds the job). */
+  leaseToken: string | null;
   /** Hex SHA-256 of the stored checkpoint with the posted id, if there is one. */
   existingContentHash: string | null;
   /** The job's highest message ordinal (0 before its first message). */
@@ -49,12 +51,13 @@ export async function readPostContext(
     status: ExpertJobStatus;
     last_seq: number;
     resume_from_checkpoint_id: string | null;
+    lease_token: string | null;
     existing_hash: string | null;
     last_ordinal: number | null;
     known: string | null;
   }>(
     "checkpoint_post_context",
-    `SELECT j.status::text AS status, j.last_seq, j.resume_from_checkpoint_id,
+    `SELECT j.status::text AS status, j.last_seq, j.resume_from_checkpoint_id, j.lease_token,
       (SELECT encode(content_hash, 'hex') FROM checkpoint WHERE expert_job_id = j.id AND id = $3) AS existing_hash,
       (SELECT max(ordinal) FROM job_message WHERE expert_job_id = j.id) AS last_ordinal,
       (SELECT json_agg(json_build_array(ordinal, encode(hash, 'hex')))::text FROM job_message
@@ -68,6 +71,7 @@ export async function readPostContext(
     status: row.status,
     lastSeq: row.last_seq,
     resumeFromCheckpointId: row.resume_from_checkpoint_id,
+    leaseToken: row.lease_token,
     existingContentHash: row.existing_hash,
     lastOrdinal: row.last_ordinal ?? 0,
     ordinalsByHash: new Map(known.map(([ordinal, hash]) => [hash, ordinal])),
@@ -160,6 +164,8 @@ export async function storeCheckpoint(
         updated_at = $26::timestamptz
       WHERE id = $1 AND last_seq = $3 - 1 AND status = $34::expert_job_status
         AND resume_from_checkpoint_id IS NOT DISTINCT FROM $24::text
+        -- Requeued and claimed again since the read, the status and last_seq can look the same: the lease cannot.
+        AND lease_token IS NOT DISTINCT FROM $41::text
       RETURNING id
     ), new_messages AS (
       INSERT INTO job_message (expert_job_id, ordinal, hash, body)
@@ -222,6 +228,7 @@ export async function storeCheckpoint(
       jobPayload,
       c.messagesBytes,
       c.detailBytes,
+      read.leaseToken,
     ],
   );
   return stored;

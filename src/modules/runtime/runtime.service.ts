@@ -1,7 +1,8 @@
 import { Prisma, type PrismaClient } from "../../generated/prisma/client.ts";
 import type { FastifyBaseLogger } from "fastify";
-import { ConflictError, UnauthorizedError } from "../../errors.ts";
+import { ConflictError, NotFoundError, reasons, UnauthorizedError } from "../../errors.ts";
 import { notifyExpertJobChanged, type ExpertJobChangedPayload } from "../../db/channels.ts";
+import { newId } from "../../lib/ids.ts";
 import { providerOf } from "../../lib/models.ts";
 import type { Principal } from "../../plugins/auth.ts";
 import type { Checkpoint } from "../checkpoints/checkpoints.schemas.ts";
@@ -10,8 +11,8 @@ import type { ExpertJob, ExpertJobStatus } from "../expert-jobs/expert-jobs.sche
 import { expertJobInclude, toExpertJob, type ExpertJobRow, type ExpertJobsService } from "../expert-jobs/expert-jobs.service.ts";
 import { leasedStatuses, pausedStatuses, statusAfterLeaseExpiry, statusAfterReport } from "../expert-jobs/job-state.ts";
 import type { ProviderKeysService } from "../provider-keys/provider-keys.service.ts";
-import { ClaimWaiters } from "./claim-waiters.ts";
-import type { Claim } from "./runtime.schemas.ts";
+import { ClaimWaiters, StatusWatchers, waitForWake } from "./claim-waiters.ts";
+import type { Claim, WatchStatusQuery } from "./runtime.schemas.ts";
 
 export interface RuntimeOptions {
   /** How long a claimed job stays with its runtime without a checkpoint or a `processing` report. */
@@ -38,6 +39,7 @@ const statusList = (statuses: Iterable<ExpertJobStatus>) => Prisma.raw([...statu
 /** The runtime side of a job: claims with leases, status reports, and taking back jobs whose runtime went silent. */
 export class RuntimeService {
   readonly #waiters = new ClaimWaiters();
+  readonly #watchers = new StatusWatchers();
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #swept: SweepResult = { requeued: 0, failed: 0, canceled: 0, expired: 0 };
   #closed = false;
@@ -54,6 +56,11 @@ export class RuntimeService {
   /** Claims currently long-polling on this instance. */
   get waitingClaims(): number {
     return this.#waiters.size;
+  }
+
+  /** Status watches currently long-polling on this instance. */
+  get watchingStatuses(): number {
+    return this.#watchers.size;
   }
 
   /** Jobs this instance's sweeps changed since start (lease expiries by outcome, and expired paused jobs). */
@@ -123,7 +130,7 @@ export class RuntimeService {
           data:
             key === undefined
               ? { status, leaseExpiresAt: null }
-              : { status, leaseExpiresAt: new Date(Date.now() + this.options.leaseMs), pausedAt: null },
+              : { status, leaseExpiresAt: new Date(Date.now() + this.options.leaseMs), leaseToken: newId(), pausedAt: null },
           include: expertJobInclude,
         });
         await notifyExpertJobChanged(tx, { expertJobId: job.id, applicationId, status });
@@ -140,6 +147,7 @@ export class RuntimeService {
         expertJob: toExpertJob(job),
         ...(checkpoint && { checkpoint }),
         leaseExpiresAt: job.leaseExpiresAt!.toISOString(),
+        leaseToken: job.leaseToken!,
         providerKey: { provider, key },
       };
     }
@@ -154,9 +162,57 @@ export class RuntimeService {
     return checkpoint;
   }
 
+  /**
+   * The job's status as soon as it is not `query.while` (at once without it), waiting up to `query.waitMs` for
+   * it to change; the status then, when it did not. With a lease token, 409 once the lease is not the job's
+   * current one. Woken by the job's change notifications from any instance, so a cancel reaches a runtime
+   * as fast as the NOTIFY does.
+   */
+  watchStatus(
+    principal: Principal,
+    expertJobId: string,
+    query: WatchStatusQuery,
+    leaseToken: string | undefined,
+    signal: AbortSignal,
+  ): Promise<ExpertJobStatus> {
+    const watching = this.#watchStatus(principal, expertJobId, query, leaseToken, signal);
+    this.#inFlight.add(watching);
+    void watching.finally(() => this.#inFlight.delete(watching)).catch(() => {});
+    return watching;
+  }
+
+  async #watchStatus(
+    principal: Principal,
+    expertJobId: string,
+    query: WatchStatusQuery,
+    leaseToken: string | undefined,
+    signal: AbortSignal,
+  ): Promise<ExpertJobStatus> {
+    const deadline = Date.now() + query.waitMs;
+    // Registered before the first look: a change between the look and the wait still wakes it.
+    const watcher = this.#watchers.add(expertJobId);
+    try {
+      for (;;) {
+        watcher.woken = false;
+        const job = await this.prisma.expertJob.findFirst({
+          where: { id: expertJobId, applicationId: principal.applicationId },
+          select: { status: true, leaseToken: true },
+        });
+        if (!job) throw new NotFoundError(reasons.expertJobNotFound);
+        if (leaseToken !== undefined && job.leaseToken !== leaseToken) throw new ConflictError(reasons.leaseNotCurrent);
+        const remaining = deadline - Date.now();
+        if (job.status !== query.while || remaining <= 0 || this.#closed || signal.aborted) return job.status;
+        await waitForWake(watcher, remaining, signal);
+      }
+    } finally {
+      this.#watchers.remove(expertJobId, watcher);
+    }
+  }
+
   /** A job changed somewhere (any instance): waiting claims of its application try again when it was queued. */
   onJobChanged(payload: ExpertJobChangedPayload): void {
     if (payload.status === "queued") this.#waiters.wake(payload.applicationId);
+    this.#watchers.wake(payload.expertJobId);
   }
 
   /** A key was revoked (on any instance): its waiting claims look again, and get 401. */
@@ -167,22 +223,28 @@ export class RuntimeService {
   /** After notifications may have been missed (LISTEN reconnect), every waiting claim looks again. */
   wakeAll(): void {
     this.#waiters.wakeAll();
+    this.#watchers.wakeAll();
   }
 
   /** Ends waiting claims (they answer 204) and waits for claims in flight, so the database can close after. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#waiters.wakeAll();
+    this.wakeAll();
     await Promise.allSettled([...this.#inFlight]);
   }
 
-  /** The runtime reports a status (`processing` doubles as the heartbeat that renews the lease). */
-  async reportStatus(principal: Principal, expertJobId: string, reported: ExpertJobStatus): Promise<ExpertJob> {
+  /**
+   * The runtime reports a status (`processing` doubles as the heartbeat that renews the lease). With a lease
+   * token, only while it is the job's current lease.
+   */
+  async reportStatus(principal: Principal, expertJobId: string, reported: ExpertJobStatus, leaseToken?: string): Promise<ExpertJob> {
     const job = await this.expertJobs.findRow(principal, expertJobId);
     const row = await this.prisma.$transaction(async (tx) => {
-      const [locked] = await tx.$queryRaw<Array<{ status: ExpertJobStatus }>>`
-        SELECT status FROM expert_job WHERE id = ${job.id} FOR UPDATE`;
-      const current = locked!.status;
+      const [locked] = await tx.$queryRaw<Array<{ status: ExpertJobStatus; lease_token: string | null }>>`
+        SELECT status, lease_token FROM expert_job WHERE id = ${job.id} FOR UPDATE`;
+      if (!locked) throw new NotFoundError(reasons.expertJobNotFound);
+      if (leaseToken !== undefined && locked.lease_token !== leaseToken) throw new ConflictError(reasons.leaseNotCurrent);
+      const current = locked.status;
       const next = statusAfterReport(current, reported);
       if (next === undefined) throw new ConflictError(`Cannot change status from ${current} to ${reported}`);
       const leased = leasedStatuses.includes(next);
@@ -236,7 +298,7 @@ export class RuntimeService {
       const status = statusAfterLeaseExpiry(row.status, row.retry_count, row.max_retries);
       await tx.expertJob.update({
         where: { id: row.id },
-        data: { status, leaseExpiresAt: null, ...(row.status !== "canceling" && { retryCount: row.retry_count + 1 }) },
+        data: { status, leaseExpiresAt: null, leaseToken: null, ...(row.status !== "canceling" && { retryCount: row.retry_count + 1 }) },
       });
       await notifyExpertJobChanged(tx, { expertJobId: row.id, applicationId: row.application_id, status });
       if (status === "queued") result.requeued++;
