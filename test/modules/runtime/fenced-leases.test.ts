@@ -18,13 +18,14 @@ class Runtime {
     private readonly key: string,
   ) {}
 
-  async request(method: string, path: string, body?: unknown, leaseToken?: string): Promise<{ status: number; json: Json }> {
+  /** `leaseToken` null: no header. */
+  async request(method: string, path: string, body?: unknown, leaseToken: string | null = null): Promise<{ status: number; json: Json }> {
     const response = await fetch(`${this.base}/api/studio/v1${path}`, {
       method,
       headers: {
         authorization: `Bearer ${this.key}`,
         ...(body !== undefined && { "content-type": "application/json" }),
-        ...(leaseToken !== undefined && { [LEASE_HEADER]: leaseToken }),
+        ...(leaseToken !== null && { [LEASE_HEADER]: leaseToken }),
       },
       ...(body !== undefined && { body: JSON.stringify(body) }),
     });
@@ -39,15 +40,15 @@ class Runtime {
     return json.data.claim;
   }
 
-  post(expertJobId: string, body: unknown, token = this.leases.get(expertJobId)) {
+  post(expertJobId: string, body: unknown, token = this.leases.get(expertJobId) ?? null) {
     return this.request("POST", `/expert_jobs/${expertJobId}/checkpoints/`, body, token);
   }
 
-  report(expertJobId: string, status: string, token = this.leases.get(expertJobId)) {
+  report(expertJobId: string, status: string, token = this.leases.get(expertJobId) ?? null) {
     return this.request("POST", `/expert_jobs/${expertJobId}`, { status }, token);
   }
 
-  watch(expertJobId: string, query = "", token = this.leases.get(expertJobId)) {
+  watch(expertJobId: string, query = "", token = this.leases.get(expertJobId) ?? null) {
     return this.request("GET", `/expert_jobs/${expertJobId}/status${query}`, undefined, token);
   }
 }
@@ -132,14 +133,14 @@ describe("fenced leases (Perstack-Lease-Token)", () => {
     const b = new Runtime(base, owner.runtimeKey);
     const job = await startJob(t.app, owner, { maxRetries: 3 });
     await a.claim();
-    expect((await a.post(job.id, checkpointBody(owner, { stepNumber: 1 }), undefined)).status).toBe(200);
+    expect((await a.post(job.id, checkpointBody(owner, { stepNumber: 1 }), null)).status).toBe(200);
     await loseLease(job.id);
     // A heartbeat without the token moves a requeued job back to processing with no claim at all.
-    expect((await a.report(job.id, "processing", undefined)).json.data.expertJob.status).toBe("processing");
+    expect((await a.report(job.id, "processing", null)).json.data.expertJob.status).toBe("processing");
     await t.app.prisma.expertJob.update({ where: { id: job.id }, data: { status: "queued", leaseExpiresAt: null } });
     await b.claim();
     expect((await b.post(job.id, checkpointBody(owner, { stepNumber: 2 }))).status).toBe(200);
-    expect((await a.post(job.id, checkpointBody(owner, { stepNumber: 2 }), undefined)).status).toBe(200);
+    expect((await a.post(job.id, checkpointBody(owner, { stepNumber: 2 }), null)).status).toBe(200);
     expect((await t.app.prisma.checkpoint.findMany({ where: { expertJobId: job.id } })).map((row) => row.stepNumber).sort()).toEqual([
       1, 2, 2,
     ]);

@@ -89,15 +89,17 @@ describe("GET /expert_jobs/{expertJobId}/status (the runtime's status watch)", (
   });
 
   it("with a lease token, a waiting watch is a 409 once the lease is lost (the sweeper requeued the job)", async () => {
-    const job = await claimed();
-    const watching = watch(base, tenant.runtimeKey, job.id, `?while=processing&waitMs=${WAIT_MS}`, job.leaseToken);
+    // Its own tenant: the requeued job would be the next claim of the shared one.
+    const owner = await seedTenant(t.app);
+    const job = await claimed(owner);
+    const watching = watch(base, owner.runtimeKey, job.id, `?while=processing&waitMs=${WAIT_MS}`, job.leaseToken);
     await eventually(async () => t.app.runtime.watchingStatuses > 0);
     await t.app.prisma.expertJob.update({ where: { id: job.id }, data: { leaseExpiresAt: new Date(Date.now() - 1_000) } });
     const answer = await watching;
     expect(answer).toMatchObject({ status: 409, json: { code: 409, error: "Conflict", reason: reasons.leaseNotCurrent } });
     expect(answer.answeredWithinWait).toBe(true);
     // Without the token the same watch reports the requeue.
-    expect((await watch(base, tenant.runtimeKey, job.id, "?while=processing")).json.data.jobStatus.status).toBe("queued");
+    expect((await watch(base, owner.runtimeKey, job.id, "?while=processing")).json.data.jobStatus.status).toBe("queued");
   });
 
   it("refuses client keys (403), other applications' jobs (404) and bad queries (422), in the envelope", async () => {
