@@ -100,11 +100,9 @@ export const runtimeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { expertJobId } = request.params;
       const clientGone = new AbortController();
       reply.raw.once("close", () => clientGone.abort());
+      const leaseToken = request.headers[LEASE_TOKEN_HEADER];
       const status = await app.runtime.watchStatus(
-        request.principal,
-        expertJobId,
-        request.query,
-        request.headers[LEASE_TOKEN_HEADER],
+        { principal: request.principal, expertJobId, query: request.query, leaseToken },
         clientGone.signal,
       );
       return { data: { jobStatus: { expertJobId, status } } };

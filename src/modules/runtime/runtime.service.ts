@@ -21,6 +21,15 @@ export interface RuntimeOptions {
   pausedJobTtlMs: number;
 }
 
+/** A runtime's status watch of one job (`GET …/status`). */
+export interface StatusWatch {
+  principal: Principal;
+  expertJobId: string;
+  query: WatchStatusQuery;
+  /** The `Perstack-Lease-Token` sent, if any. */
+  leaseToken: string | undefined;
+}
+
 export interface SweepResult {
   requeued: number;
   failed: number;
@@ -73,10 +82,14 @@ export class RuntimeService {
    * queued; undefined when none came, the server is closing or `signal` aborted (the client left).
    */
   claim(principal: Principal, waitMs: number, signal: AbortSignal): Promise<Claim | undefined> {
-    const claiming = this.#claim(principal, waitMs, signal);
-    this.#inFlight.add(claiming);
-    void claiming.finally(() => this.#inFlight.delete(claiming)).catch(() => {});
-    return claiming;
+    return this.#tracked(this.#claim(principal, waitMs, signal));
+  }
+
+  /** A long poll in progress: `close` waits for it, so the database closes after. */
+  #tracked<T>(waiting: Promise<T>): Promise<T> {
+    this.#inFlight.add(waiting);
+    void waiting.finally(() => this.#inFlight.delete(waiting)).catch(() => {});
+    return waiting;
   }
 
   async #claim(principal: Principal, waitMs: number, signal: AbortSignal): Promise<Claim | undefined> {
@@ -168,26 +181,11 @@ export class RuntimeService {
    * current one. Woken by the job's change notifications from any instance, so a cancel reaches a runtime
    * as fast as the NOTIFY does.
    */
-  watchStatus(
-    principal: Principal,
-    expertJobId: string,
-    query: WatchStatusQuery,
-    leaseToken: string | undefined,
-    signal: AbortSignal,
-  ): Promise<ExpertJobStatus> {
-    const watching = this.#watchStatus(principal, expertJobId, query, leaseToken, signal);
-    this.#inFlight.add(watching);
-    void watching.finally(() => this.#inFlight.delete(watching)).catch(() => {});
-    return watching;
+  watchStatus(watch: StatusWatch, signal: AbortSignal): Promise<ExpertJobStatus> {
+    return this.#tracked(this.#watchStatus(watch, signal));
   }
 
-  async #watchStatus(
-    principal: Principal,
-    expertJobId: string,
-    query: WatchStatusQuery,
-    leaseToken: string | undefined,
-    signal: AbortSignal,
-  ): Promise<ExpertJobStatus> {
+  async #watchStatus({ principal, expertJobId, query, leaseToken }: StatusWatch, signal: AbortSignal): Promise<ExpertJobStatus> {
     const deadline = Date.now() + query.waitMs;
     // Registered before the first look: a change between the look and the wait still wakes it.
     const watcher = this.#watchers.add(expertJobId);
