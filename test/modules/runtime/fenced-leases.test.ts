@@ -4,6 +4,7 @@ import { reasons } from "../../../src/errors.ts";
 import { startTestApp, type TestApp } from "../../helpers/app.ts";
 import { api, checkpointBody, eventually, seedTenant, startJob, type Tenant } from "../../helpers/fixtures.ts";
 import { grownJobBodies } from "../../helpers/corpus.ts";
+import { readPostContext, storeCheckpoint } from "../../../src/modules/checkpoints/checkpoints.sql.ts";
 
 type Json = Record<string, any>;
 
@@ -170,6 +171,65 @@ describe("fenced leases (Perstack-Lease-Token)", () => {
     expect((await b.post(job.id, checkpointBody(owner, { stepNumber: 2 }))).status).toBe(200);
     expect(await a.report(job.id, "processing", claim.leaseToken)).toEqual({ status: 409, json: CONFLICT });
     expect(await storedIds(job.id)).toHaveLength(2);
+  });
+
+  it("a post that read the job before a requeue and another claim is not stored: the store re-checks the lease", async () => {
+    const owner = await seedTenant(t.app);
+    const a = new Runtime(base, owner.runtimeKey);
+    const b = new Runtime(base, owner.runtimeKey);
+    const job = await startJob(t.app, owner, { maxRetries: 3 });
+    await a.claim();
+    // A's post has read the job (processing, last_seq 0) when A stalls…
+    const read = (await readPostContext(t.app.sql, job.id, owner.applicationId, null, []))!;
+    await loseLease(job.id);
+    await b.claim();
+    // …and the job looks the same again (processing, last_seq 0) under B's lease: only the lease tells them apart.
+    expect(await jobRow(job.id)).toMatchObject({ status: read.status, lastSeq: read.lastSeq });
+    const now = new Date();
+    const row = {
+      expertJobId: job.id,
+      id: createId(),
+      seq: 1,
+      runId: createId(),
+      stepNumber: 1,
+      status: "proceeding",
+      expertId: owner.expert.id,
+      expertKey: owner.expert.key,
+      action: JSON.stringify({ type: "init" }),
+      skillName: null,
+      toolName: null,
+      delegateTo: null,
+      delegatedBy: null,
+      messageRuns: "[]",
+      inputMessages: null,
+      newMessages: "[]",
+      toolCall: null,
+      toolResult: null,
+      usage: JSON.stringify({ inputTokens: 0, outputTokens: 0, reasoningTokens: 0, totalTokens: 0, cachedInputTokens: 0 }),
+      contextWindow: 0,
+      contextWindowUsage: 0,
+      startedAt: now,
+      finishedAt: null,
+      resumedFromCheckpointId: null,
+      contentHash: "00",
+      createdAt: now,
+      messagesBytes: 2,
+      detailBytes: 0,
+    };
+    const update = {
+      status: "processing" as const,
+      applicationId: owner.applicationId,
+      statusChanged: false,
+      durationMs: 0,
+      leaseExpiresAt: new Date(now.getTime() + 60_000),
+      pausedAt: null,
+    };
+    expect(await storeCheckpoint(t.app.sql, read, [], row, update)).toBeUndefined();
+    expect(await storedIds(job.id)).toEqual([]);
+    // Read again under B's lease, the same write is stored.
+    const again = (await readPostContext(t.app.sql, job.id, owner.applicationId, null, []))!;
+    expect(await storeCheckpoint(t.app.sql, again, [], row, update)).toBeDefined();
+    expect(await storedIds(job.id)).toEqual([row.id]);
   });
 
   it("a token that was never the job's is a 409; an empty header is a 422", async () => {
