@@ -12,17 +12,24 @@ export const BASE_SKILL_PREFIX = "@perstack/base";
  */
 export const ACTION_CONTENT_FIELDS = ["content", "text", "newText", "oldText", "result", "results", "items", "args"] as const;
 
-/** The SQL twin of `withoutActionContent`, on the `json` column (kept as text: `jsonb` cannot hold every text a runtime posts). */
-export const actionWithoutContentSql = (column: string) =>
-  `CASE WHEN ${column}->>'type' = 'interactiveTool' THEN ${column}
-    ELSE (SELECT json_object_agg(field.key, field.value) FROM json_each(${column}) AS field
-      WHERE field.key <> ALL ('{${ACTION_CONTENT_FIELDS.join(",")}}'::text[])) END`;
+/** The stored light action (`lightActionText`), or the action itself when nothing was left out. */
+export const actionWithoutContent = "coalesce(c.action_light, c.action)";
 
 export function withoutActionContent(action: CheckpointAction): CheckpointAction {
   if (action.type === "interactiveTool") return action;
   const light: Record<string, unknown> = { ...action };
   for (const field of ACTION_CONTENT_FIELDS) delete light[field];
   return light as CheckpointAction;
+}
+
+/**
+ * The light action's JSON text as stored beside the action (a timeline read then parses no large action),
+ * or null when it would be the action itself. Computed here, not in SQL: Postgres' JSON functions turn
+ * strings into text, which cannot hold U+0000 or a lone surrogate.
+ */
+export function lightActionText(action: CheckpointAction): string | null {
+  if (action.type === "interactiveTool" || !ACTION_CONTENT_FIELDS.some((field) => field in action)) return null;
+  return JSON.stringify(withoutActionContent(action));
 }
 export type CheckpointActionType = CheckpointAction["type"];
 

@@ -9,7 +9,7 @@ import type { ExpertDigest, Usage } from "../../schemas/common.ts";
 import { toExpertDigest, type ExpertsService } from "../experts/experts.service.ts";
 import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
 import { acceptsCheckpoints, jobStatusAfterCheckpoint, pausedStatuses, runningStatuses } from "../expert-jobs/job-state.ts";
-import { deriveCheckpointAction, withoutActionContent, type CheckpointAction } from "./checkpoint-action.ts";
+import { deriveCheckpointAction, lightActionText, withoutActionContent, type CheckpointAction } from "./checkpoint-action.ts";
 import {
   parseExclude,
   type Checkpoint,
@@ -204,6 +204,7 @@ export class CheckpointsService {
       expertKey: expert.key,
       // `json`: the action carries posted text (tool arguments and results, messages) exactly, U+0000 and lone surrogates included.
       action: JSON.stringify(action),
+      actionLight: lightActionText(action),
       // Only for the list's filter; answers take both names from `toolCall`.
       skillName: step.toolCall ? searchableText(step.toolCall.skillName) : null,
       toolName: step.toolCall ? searchableText(step.toolCall.toolName) : null,

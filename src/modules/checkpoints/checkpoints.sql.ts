@@ -4,7 +4,7 @@ import { iso, type Sql } from "../../db/sql.ts";
 import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
 import type { CheckpointStatus } from "../expert-jobs/job-state.ts";
 import { expertJson, parseExperts, type ExpertRecord } from "../experts/experts.sql.ts";
-import { actionWithoutContentSql } from "./checkpoint-action.ts";
+import { actionWithoutContent } from "./checkpoint-action.ts";
 import { exclusions, type Exclusion } from "./checkpoints.schemas.ts";
 
 /*
@@ -96,6 +96,8 @@ export interface NewCheckpoint {
   expertId: string;
   expertKey: string;
   action: string;
+  /** The action without its large fields, or null when that is the action itself. */
+  actionLight: string | null;
   skillName: string | null;
   toolName: string | null;
   delegateTo: string | null;
@@ -165,7 +167,7 @@ export async function storeCheckpoint(
       WHERE id = $1 AND last_seq = $3 - 1 AND status = $34::expert_job_status
         AND resume_from_checkpoint_id IS NOT DISTINCT FROM $24::text
         -- Requeued and claimed again since the read, the status and last_seq can look the same: the lease cannot.
-        AND lease_token IS NOT DISTINCT FROM $41::text
+        AND lease_token IS NOT DISTINCT FROM $42::text
       RETURNING id
     ), new_messages AS (
       INSERT INTO job_message (expert_job_id, ordinal, hash, body)
@@ -176,10 +178,10 @@ export async function storeCheckpoint(
       INSERT INTO checkpoint (expert_job_id, id, seq, run_id, step_number, status, expert_id, expert_key, action, skill_name, tool_name,
         delegate_to, delegated_by, message_runs, input_messages, new_messages, tool_call, tool_result, usage, context_window,
         context_window_usage, started_at, finished_at, resumed_from_checkpoint_id, content_hash, created_at, updated_at,
-        messages_bytes, detail_bytes)
+        messages_bytes, detail_bytes, action_light)
       SELECT $1, $2, $3, $4, $5, $6::checkpoint_status, $7, $8, $9::json, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb,
         $15::json, $16::json, $17::json, $18::json, $19::jsonb, $20::float8, $21::float8, $22::timestamptz, $23::timestamptz, $24,
-        decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $39::int, $40::int
+        decode($25, 'hex'), $26::timestamptz, $26::timestamptz, $39::int, $40::int, $41::json
       FROM updated
       RETURNING action::text, usage::text, delegate_to::text, delegated_by::text, message_runs::text
     )
@@ -228,6 +230,7 @@ export async function storeCheckpoint(
       jobPayload,
       c.messagesBytes,
       c.detailBytes,
+      c.actionLight,
       read.leaseToken,
     ],
   );
@@ -242,7 +245,7 @@ export async function storeCheckpoint(
  */
 function checkpointColumns(exclude: ReadonlySet<Exclusion>): string {
   const unless = (exclusion: Exclusion, expression: string) => (exclude.has(exclusion) ? "NULL" : expression);
-  const action = exclude.has("actionContent") ? actionWithoutContentSql("c.action") : "c.action";
+  const action = exclude.has("actionContent") ? actionWithoutContent : "c.action";
   return `c.id, c.seq, c.run_id, c.step_number, c.status::text AS status, c.expert_id, c.expert_key,
   (${action})::text AS action, c.skill_name, c.tool_name, c.delegate_to::text AS delegate_to, c.delegated_by::text AS delegated_by,
   c.message_runs::text AS message_runs, ${unless("messages", "c.input_messages::text")} AS input_messages,

@@ -196,6 +196,7 @@ describe("fenced leases (Perstack-Lease-Token)", () => {
       expertId: owner.expert.id,
       expertKey: owner.expert.key,
       action: JSON.stringify({ type: "init" }),
+      actionLight: JSON.stringify({ type: "init" }),
       skillName: null,
       toolName: null,
       delegateTo: null,
