@@ -11,10 +11,13 @@
  * The protocol (every request carries `Authorization: Bearer <runtime key>`):
  *
  * 1. `POST /api/studio/v1/expert_jobs/claim {waitMs}` long-polls for the oldest queued job of the key's
- *    application: 200 `{data:{claim:{expertJob, checkpoint?, leaseExpiresAt, providerKey:{provider,key}}}}`,
+ *    application: 200 `{data:{claim:{expertJob, checkpoint?, leaseExpiresAt, leaseToken, providerKey:{provider,key}}}}`,
  *    or 204 when nothing was queued within `waitMs` (at most 30000). The job is now `processing`.
  *    `checkpoint`, when present, is where to resume: the job's latest, or the one a client chose with
- *    resume_from. `providerKey` is the secret the job's model needs; keep it in memory only.
+ *    resume_from. `providerKey` is the secret the job's model needs; keep it in memory only. Send
+ *    `leaseToken` back as the `Perstack-Lease-Token` header on every request about the job: once the
+ *    lease is no longer yours (it ran out and the job went to another runtime), they get 409 and
+ *    nothing you send is stored.
  * 2. After every finished step, `POST .../expert_jobs/{id}/checkpoints/ {checkpoint, step}`. Step numbers
  *    continue from the resumed checkpoint; `messages` is the whole conversation so far, `newMessages`
  *    what this step added, `usage` the job's cumulative tokens. Send your own cuid2 `id`s: a retried
@@ -27,8 +30,10 @@
  *    Reporting that status again with `POST .../expert_jobs/{id} {status}` is a harmless no-op; report
  *    `failed` when the run breaks without a checkpoint saying so.
  * 5. A 409 on a checkpoint or status post means the job is no longer yours to run (canceled, expired,
- *    taken back): drop it. A client's cancel makes a running job `canceling`; your next checkpoint
- *    post finishes the cancel (the job becomes canceled) and the one after that gets the 409.
+ *    taken back): drop it. A client's cancel makes a running job `canceling`: while a job runs, keep
+ *    `GET .../expert_jobs/{id}/status?while=processing&waitMs=25000` open (again after each answer); it
+ *    answers as soon as the status changes, so a cancel reaches you within a second. Stop the step in
+ *    progress and report `canceled`. (The heartbeat's answer says `canceling` too.)
  */
 import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
@@ -67,6 +72,7 @@ interface Claim {
   expertJob: ExpertJob;
   checkpoint?: Checkpoint;
   leaseExpiresAt: string;
+  leaseToken: string;
   providerKey: { provider: string; key: string };
 }
 interface ToolCall {
@@ -80,6 +86,9 @@ type Usage = { inputTokens: number; outputTokens: number; reasoningTokens: numbe
 
 /** The job is no longer this runtime's to run (the server answered 409). */
 class JobGone extends Error {}
+
+/** Statuses in which this runtime goes on running a job it claimed. */
+const running = new Set(["processing", "requestDelegateResult"]);
 
 const API = "/api/studio/v1";
 
@@ -104,36 +113,84 @@ const toolMessage = (call: ToolCall, result: string): Message => ({
 export class RuntimeClient {
   constructor(private readonly config: RuntimeConfig) {}
 
-  async #request(method: string, path: string, body?: unknown): Promise<Response> {
+  async #request(method: string, path: string, body?: unknown, leaseToken?: string, signal?: AbortSignal): Promise<Response> {
     return fetch(this.config.url + API + path, {
       method,
-      headers: { authorization: `Bearer ${this.config.key}`, "content-type": "application/json" },
+      headers: {
+        authorization: `Bearer ${this.config.key}`,
+        ...(body !== undefined && { "content-type": "application/json" }),
+        ...(leaseToken !== undefined && { "perstack-lease-token": leaseToken }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
+      ...(signal && { signal }),
     });
   }
 
-  async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const response = await this.#request(method, path, body);
+  async #json<T>(method: string, path: string, body?: unknown, leaseToken?: string, signal?: AbortSignal): Promise<T> {
+    const response = await this.#request(method, path, body, leaseToken, signal);
     if (response.status === 409) throw new JobGone(((await response.json()) as { reason: string }).reason);
     if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
     return (await response.json()) as T;
   }
 
   async claim(waitMs: number): Promise<Claim | undefined> {
-    const response = await this.#request("POST", "/expert_jobs/claim", { waitMs });
+    const response = await this.#request("POST", "/expert_jobs/claim", { waitMs }, undefined);
     if (response.status === 204) return undefined;
     if (!response.ok) throw new Error(`claim: ${response.status} ${await response.text()}`);
     return ((await response.json()) as { data: { claim: Claim } }).data.claim;
   }
 
-  async postCheckpoint(expertJobId: string, body: unknown): Promise<Checkpoint> {
-    return (await this.#json<{ data: { checkpoint: Checkpoint } }>("POST", `/expert_jobs/${expertJobId}/checkpoints/`, body)).data
-      .checkpoint;
+  async postCheckpoint(expertJobId: string, body: unknown, leaseToken?: string): Promise<Checkpoint> {
+    const path = `/expert_jobs/${expertJobId}/checkpoints/`;
+    return (await this.#json<{ data: { checkpoint: Checkpoint } }>("POST", path, body, leaseToken)).data.checkpoint;
   }
 
-  async reportStatus(expertJobId: string, status: string): Promise<ExpertJob> {
-    return (await this.#json<{ data: { expertJob: ExpertJob } }>("POST", `/expert_jobs/${expertJobId}`, { status })).data.expertJob;
+  async reportStatus(expertJobId: string, status: string, leaseToken?: string): Promise<ExpertJob> {
+    return (await this.#json<{ data: { expertJob: ExpertJob } }>("POST", `/expert_jobs/${expertJobId}`, { status }, leaseToken)).data
+      .expertJob;
   }
+
+  /** The job's status once it is not `current` (long poll, up to `waitMs`). */
+  async waitForStatus(expertJobId: string, current: string, waitMs: number, leaseToken?: string, signal?: AbortSignal): Promise<string> {
+    const path = `/expert_jobs/${expertJobId}/status?while=${current}&waitMs=${waitMs}`;
+    const answer = await this.#json<{ data: { jobStatus: { status: string } } }>("GET", path, undefined, leaseToken, signal);
+    return answer.data.jobStatus.status;
+  }
+}
+
+/**
+ * Aborts `stop` as soon as the job is no longer running for this runtime: `canceling` (a client canceled
+ * it), another status, or its lease lost (409). Long polls the job's status until `done` aborts.
+ */
+async function watchJob(client: RuntimeClient, claim: Claim, stop: AbortController, done: AbortSignal): Promise<void> {
+  let status = "processing";
+  while (!done.aborted && !stop.signal.aborted) {
+    try {
+      status = await client.waitForStatus(claim.expertJob.id, status, 25_000, claim.leaseToken, done);
+      if (!running.has(status)) stop.abort(status);
+    } catch (error) {
+      if (done.aborted) return;
+      if (error instanceof JobGone) return stop.abort("gone");
+      // The server is unreachable for a moment: look again shortly (checkpoint posts will tell as well).
+      await sleep(1_000, done).catch(() => {});
+    }
+  }
+}
+
+/** Resolves after `ms`; rejects when `signal` aborts first. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new Error("aborted"));
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(timer);
+        reject(new Error("aborted"));
+      },
+      { once: true },
+    );
+  });
 }
 
 interface StepResult {
@@ -194,7 +251,10 @@ const jobStatusAfter: Record<StepResult["status"], string> = {
   stoppedByInteractiveTool: "requestInteractiveToolResult",
 };
 
-/** Runs one claimed job to its next stop, posting a checkpoint per step, each `stepDelayMs` after the last. */
+/**
+ * Runs one claimed job to its next stop, posting a checkpoint per step, each `stepDelayMs` after the last.
+ * A cancel stops it at once, even mid-step: it reports `canceled` and returns "canceled".
+ */
 export async function runJob(
   client: RuntimeClient,
   claim: Claim,
@@ -207,46 +267,68 @@ export async function runJob(
   let stepNumber = resumed?.stepNumber ?? 0;
   const usage: Usage = resumed?.usage ?? { inputTokens: 0, outputTokens: 0, reasoningTokens: 0, totalTokens: 0, cachedInputTokens: 0 };
 
+  const { leaseToken } = claim;
+  // Aborted (with the status seen) when the job stops being ours to run: a cancel, a lost lease.
+  const stop = new AbortController();
+  const done = new AbortController();
+  const watching = watchJob(client, claim, stop, done.signal);
   // Checkpoints renew the lease; the heartbeat covers steps slower than that (a model call can be).
   const leaseMs = Date.parse(claim.leaseExpiresAt) - Date.now();
-  const heartbeat = setInterval(() => void client.reportStatus(job.id, "processing").catch(() => {}), Math.max(1000, leaseMs / 3));
+  const beat = () =>
+    client.reportStatus(job.id, "processing", leaseToken).then(
+      (answer) => void (running.has(answer.status) || stop.abort(answer.status)),
+      (error: unknown) => void (error instanceof JobGone && stop.abort("gone")),
+    );
+  const heartbeat = setInterval(() => void beat(), Math.max(1000, leaseMs / 3));
   try {
     let last: StepResult["status"] = "init";
     for (const step of plan(job, resumed)) {
       const startedAt = Date.now();
-      // Where a real runtime calls its model; the heartbeat above keeps the lease meanwhile.
-      if (stepDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, stepDelayMs));
+      // Where a real runtime calls its model (give it `stop.signal`); the heartbeat above keeps the lease meanwhile.
+      if (stepDelayMs > 0) await sleep(stepDelayMs, stop.signal);
+      if (stop.signal.aborted) throw new JobGone(String(stop.signal.reason));
       const result = step();
       messages = [...messages, ...result.newMessages];
       stepNumber += 1;
-      await client.postCheckpoint(job.id, {
-        checkpoint: { id: createId(), runId, status: result.status, stepNumber, messages, expert, usage },
-        step: {
-          stepNumber,
-          ...(result.inputMessages && { inputMessages: result.inputMessages }),
-          newMessages: result.newMessages,
-          ...(result.toolCall && { toolCall: result.toolCall }),
-          ...(result.toolResult && { toolResult: result.toolResult }),
-          usage: { inputTokens: 0, outputTokens: 0, reasoningTokens: 0, totalTokens: 0, cachedInputTokens: 0 },
-          startedAt,
-          finishedAt: Date.now(),
+      await client.postCheckpoint(
+        job.id,
+        {
+          checkpoint: { id: createId(), runId, status: result.status, stepNumber, messages, expert, usage },
+          step: {
+            stepNumber,
+            ...(result.inputMessages && { inputMessages: result.inputMessages }),
+            newMessages: result.newMessages,
+            ...(result.toolCall && { toolCall: result.toolCall }),
+            ...(result.toolResult && { toolResult: result.toolResult }),
+            usage: { inputTokens: 0, outputTokens: 0, reasoningTokens: 0, totalTokens: 0, cachedInputTokens: 0 },
+            startedAt,
+            finishedAt: Date.now(),
+          },
         },
-      });
+        leaseToken,
+      );
       log(`job ${job.id}: step ${stepNumber} ${result.status}`);
       last = result.status;
     }
     const status = jobStatusAfter[last];
-    await client.reportStatus(job.id, status);
+    await client.reportStatus(job.id, status, leaseToken);
     return status;
   } catch (error) {
-    if (error instanceof JobGone) {
-      log(`job ${job.id}: no longer ours (${error.message})`);
+    if (stop.signal.aborted && stop.signal.reason === "canceling") {
+      log(`job ${job.id}: canceled`);
+      await client.reportStatus(job.id, "canceled", leaseToken).catch(() => {});
+      return "canceled";
+    }
+    if (error instanceof JobGone || stop.signal.aborted) {
+      log(`job ${job.id}: no longer ours (${stop.signal.aborted ? String(stop.signal.reason) : (error as Error).message})`);
       return "gone";
     }
-    await client.reportStatus(job.id, "failed").catch(() => {});
+    await client.reportStatus(job.id, "failed", leaseToken).catch(() => {});
     throw error;
   } finally {
     clearInterval(heartbeat);
+    done.abort();
+    await watching;
   }
 }
 

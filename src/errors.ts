@@ -18,6 +18,7 @@ export const reasons = {
   unableToCancel: "Current status is unable to cancel",
   providerKeyNotFound: "Provider API key not found",
   runtimeScopeRequired: "This endpoint requires an API key with the runtime scope",
+  leaseNotCurrent: "Lease token is not the job's current lease: the job was requeued, claimed again or taken back",
 } as const;
 
 export interface ValidationIssue {

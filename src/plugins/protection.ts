@@ -132,7 +132,7 @@ export const protectionPlugin = fp<ProtectionOptions>(
       await app.register(cors, {
         origin: options.corsOrigins.includes("*") ? "*" : options.corsOrigins,
         methods: ["GET", "HEAD", "POST", "PUT", "DELETE"],
-        allowedHeaders: ["authorization", "content-type", "last-event-id", "x-request-id"],
+        allowedHeaders: ["authorization", "content-type", "last-event-id", "perstack-lease-token", "x-request-id"],
         exposedHeaders: ["x-request-id", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"],
         credentials: false,
         maxAge: 600,

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createClient,
+  ExpertJobInterruptedError,
   ExpertJobsApiError,
   ExpertJobsStreamError,
   type ExpertJobsClient,
@@ -146,6 +147,58 @@ describe("@expert-jobs/client against the server", () => {
     );
     expect(error).toBeInstanceOf(ExpertJobsStreamError);
     expect(attempts).toEqual([1, 2]);
+  });
+
+  it("types and reads sequence and createdAt: list by sequence, then stream on from the last one listed", async () => {
+    const started = await client.expertJobs.start({ expertKey: tenant.expert.key, query: "Count", maxSteps: 10 });
+    const posted = [];
+    for (let step = 1; step <= 4; step++) posted.push(await runtime.runtime.postCheckpoint(started.id, body(tenant, { stepNumber: step })));
+    const page = await client.expertJobs.checkpoints.list(started.id, { sort: "sequence", order: "asc", take: 2 });
+    const sequences: number[] = page.checkpoints.map((checkpoint) => checkpoint.sequence);
+    expect(sequences).toEqual([1, 2]);
+    const createdAt: string = page.checkpoints[0]!.createdAt;
+    expect(createdAt).toBe(posted[0]!.createdAt);
+    await runtime.runtime.postCheckpoint(started.id, body(tenant, { stepNumber: 5, status: "completed" }));
+    const rest = await collect(client.expertJobs.checkpoints.stream(started.id, { after: sequences.at(-1)! }));
+    expect(rest.flatMap((event) => (event.type === "checkpoint" ? [[event.id, event.checkpoint.sequence]] : []))).toEqual([
+      [3, 3],
+      [4, 4],
+      [5, 5],
+    ]);
+  });
+  it("runtime: sends each claim's lease token (a lost lease is a 409, nothing stored); watch() aborts on a cancel", async () => {
+    const owner = await seedTenant(t.app);
+    const ownerClient = createClient({ baseUrl, apiKey: owner.clientKey });
+    const a = createClient({ baseUrl, apiKey: owner.runtimeKey }).runtime;
+    const b = createClient({ baseUrl, apiKey: owner.runtimeKey }).runtime;
+
+    const job = await ownerClient.expertJobs.start({ expertKey: owner.expert.key, query: "Watch me", maxRetries: 3 });
+    const claim = await a.claim();
+    expect(claim?.expertJob.id).toBe(job.id);
+    expect(typeof claim?.leaseToken).toBe("string");
+    await a.postCheckpoint(job.id, body(owner, { stepNumber: 1 }));
+    await t.app.prisma.expertJob.update({ where: { id: job.id }, data: { leaseExpiresAt: new Date(Date.now() - 1_000) } });
+    await t.app.runtime.sweep();
+    const next = await b.claim();
+    expect(next?.expertJob.id).toBe(job.id);
+    const refused = await rejection(a.postCheckpoint(job.id, body(owner, { stepNumber: 2 })));
+    expect(refused).toBeInstanceOf(ExpertJobsApiError);
+    expect(refused).toMatchObject({ code: 409, error: "Conflict" });
+    // Explicitly without a token, nothing is checked.
+    expect((await a.waitForStatus(job.id, {}, { leaseToken: null })).status).toBe("processing");
+    await b.postCheckpoint(job.id, body(owner, { stepNumber: 2 }));
+    expect((await ownerClient.expertJobs.checkpoints.list(job.id, { sort: "sequence" })).checkpoints.map((c) => c.stepNumber)).toEqual([
+      1, 2,
+    ]);
+
+    const watch = b.watch(job.id);
+    await eventually(async () => t.app.runtime.watchingStatuses > 0);
+    await ownerClient.expertJobs.cancel(job.id);
+    if (!watch.signal.aborted) await new Promise((resolve) => watch.signal.addEventListener("abort", resolve, { once: true }));
+    expect(watch.signal.reason).toBeInstanceOf(ExpertJobInterruptedError);
+    expect((watch.signal.reason as ExpertJobInterruptedError).status).toBe("canceling");
+    watch.stop();
+    expect((await b.reportStatus(job.id, "canceled")).status).toBe("canceled");
   });
 });
 

@@ -1,4 +1,4 @@
-import { errorFromResponse } from "./errors.ts";
+import { errorFromResponse, ExpertJobInterruptedError, ExpertJobsApiError } from "./errors.ts";
 import { streamCheckpoints, type StreamOptions } from "./stream.ts";
 import type {
   Checkpoint,
@@ -10,12 +10,14 @@ import type {
   ExpertJobPage,
   ExpertJobStatus,
   GetCheckpointQuery,
+  JobStatus,
   ListCheckpointsQuery,
   ListExpertJobsQuery,
   PostCheckpointBody,
   ResumeExpertJobBody,
   StartExpertJobBody,
   StreamEvent,
+  WatchStatusQuery,
 } from "./types.ts";
 
 export interface ClientOptions {
@@ -32,6 +34,39 @@ export interface ClientOptions {
 export interface RequestOptions {
   signal?: AbortSignal;
 }
+
+export interface RuntimeRequestOptions extends RequestOptions {
+  /**
+   * Sent as `Perstack-Lease-Token`: by default the `leaseToken` of this client's claim of the job (none if it
+   * did not claim it); `null` sends none.
+   */
+  leaseToken?: string | null;
+}
+
+export interface WatchOptions {
+  /** The claim's lease token, as for the other runtime calls. */
+  leaseToken?: string | null;
+  /** How long each long poll waits (default 25000, at most 30000). */
+  waitMs?: number;
+  /** After a network error or a 5xx, look again after this long (default 1000). */
+  retryDelayMs?: number;
+}
+
+/** A watch of a job this runtime runs (`client.runtime.watch`). */
+export interface JobWatch {
+  /**
+   * Aborts as soon as the job is no longer this runtime's to run: `canceling` (a client canceled it; finish
+   * with `reportStatus(id, "canceled")`), any status other than `processing` and `requestDelegateResult`, or its
+   * lease lost (409). `signal.reason` is an ExpertJobInterruptedError. Pass it to the model calls of the step.
+   */
+  readonly signal: AbortSignal;
+  /** Ends the watch; call it when the run ends (the signal does not abort for it). */
+  stop(): void;
+}
+
+const LEASE_TOKEN_HEADER = "perstack-lease-token";
+/** Statuses in which a runtime goes on running a job it claimed. */
+const runningStatuses: ReadonlySet<ExpertJobStatus> = new Set(["processing", "requestDelegateResult"]);
 
 type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
 
@@ -60,11 +95,22 @@ export class Http {
   }
 
   /** The parsed JSON body of a 2xx answer; undefined for 204. Any other status throws ExpertJobsApiError. */
-  async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T | undefined> {
-    const response = await this.open(path, body === undefined ? {} : { "content-type": "application/json" }, options.signal, {
-      method,
-      ...(body !== undefined && { body: JSON.stringify(body) }),
-    });
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    options: RequestOptions = {},
+    headers: Record<string, string> = {},
+  ): Promise<T | undefined> {
+    const response = await this.open(
+      path,
+      body === undefined ? headers : { ...headers, "content-type": "application/json" },
+      options.signal,
+      {
+        method,
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+      },
+    );
     if (!response.ok) throw await errorFromResponse(response);
     if (response.status === 204) return undefined;
     return (await response.json()) as T;
@@ -152,9 +198,14 @@ export class ExpertJobsApi {
   }
 }
 
-/** The runtime's endpoints (a runtime-scope key). */
+/**
+ * The runtime's endpoints (a runtime-scope key). The client remembers the lease token of each job it
+ * claims and sends it with that job's requests (`Perstack-Lease-Token`), until the job is not its own
+ * any more (a 409, or a report answered with a status it no longer runs).
+ */
 export class RuntimeApi {
   readonly #http: Http;
+  readonly #leases = new Map<string, string>();
 
   constructor(http: Http) {
     this.#http = http;
@@ -163,16 +214,76 @@ export class RuntimeApi {
   /** The oldest queued job, waiting up to `waitMs` (≤ 30000) for one; undefined when none came. */
   async claim(body: ClaimBody = {}, options?: RequestOptions): Promise<Claim | undefined> {
     const answer = await this.#http.request<{ data: { claim: Claim } }>("POST", `${STUDIO}/expert_jobs/claim`, body, options);
-    return answer?.data.claim;
+    const claim = answer?.data.claim;
+    if (claim) this.#leases.set(claim.expertJob.id, claim.leaseToken);
+    return claim;
   }
 
-  postCheckpoint(expertJobId: string, body: PostCheckpointBody, options?: RequestOptions): Promise<Checkpoint> {
-    return unwrap(this.#http.request("POST", `${jobPath(expertJobId)}/checkpoints/`, body, options), "checkpoint");
+  postCheckpoint(expertJobId: string, body: PostCheckpointBody, options?: RuntimeRequestOptions): Promise<Checkpoint> {
+    return unwrap(this.#leased<Checkpoint>(expertJobId, "POST", `${jobPath(expertJobId)}/checkpoints/`, body, options), "checkpoint");
   }
 
-  /** `processing` doubles as the heartbeat that renews the lease. */
-  reportStatus(expertJobId: string, status: ExpertJobStatus, options?: RequestOptions): Promise<ExpertJob> {
-    return unwrap(this.#http.request("POST", jobPath(expertJobId), { status }, options), "expertJob");
+  /** `processing` doubles as the heartbeat that renews the lease; the answer is the job now (`canceling` once canceled). */
+  async reportStatus(expertJobId: string, status: ExpertJobStatus, options?: RuntimeRequestOptions): Promise<ExpertJob> {
+    const job = await unwrap(this.#leased<ExpertJob>(expertJobId, "POST", jobPath(expertJobId), { status }, options), "expertJob");
+    if (!runningStatuses.has(job.status) && job.status !== "canceling") this.#leases.delete(expertJobId);
+    return job;
+  }
+
+  /** The job's status as soon as it is not `while` (at once without it), or after `waitMs` (≤ 30000) the status then. */
+  waitForStatus(expertJobId: string, query: Partial<WatchStatusQuery> = {}, options?: RuntimeRequestOptions): Promise<JobStatus> {
+    const path = withQuery(`${jobPath(expertJobId)}/status`, query);
+    return unwrap(this.#leased<JobStatus>(expertJobId, "GET", path, undefined, options), "jobStatus");
+  }
+
+  /**
+   * Long polls the job's status while this runtime runs it; `signal` aborts on a cancel (within the time
+   * the server's change notification takes) or when the job is otherwise no longer this runtime's.
+   */
+  watch(expertJobId: string, options: WatchOptions = {}): JobWatch {
+    const interrupted = new AbortController();
+    const stopped = new AbortController();
+    const { waitMs = 25_000, retryDelayMs = 1_000 } = options;
+    const leaseToken = options.leaseToken === undefined ? {} : { leaseToken: options.leaseToken };
+    const poll = async () => {
+      let status: ExpertJobStatus = "processing";
+      while (!stopped.signal.aborted) {
+        try {
+          ({ status } = await this.waitForStatus(expertJobId, { while: status, waitMs }, { ...leaseToken, signal: stopped.signal }));
+          if (!runningStatuses.has(status)) {
+            interrupted.abort(new ExpertJobInterruptedError(status, `Expert job is ${status}`));
+            return;
+          }
+        } catch (error) {
+          if (stopped.signal.aborted) return;
+          if (error instanceof ExpertJobsApiError && !error.retryable) {
+            interrupted.abort(new ExpertJobInterruptedError(undefined, error.message, { cause: error }));
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, retryDelayMs));
+        }
+      }
+    };
+    void poll();
+    return { signal: interrupted.signal, stop: () => stopped.abort() };
+  }
+
+  /** A request about a job with its lease token; a 409 means the job is not this runtime's any more. */
+  async #leased<T>(
+    expertJobId: string,
+    method: string,
+    path: string,
+    body: unknown,
+    options: RuntimeRequestOptions = {},
+  ): Promise<{ data: Record<string, T> } | undefined> {
+    const { leaseToken = this.#leases.get(expertJobId), ...rest } = options;
+    try {
+      const headers: Record<string, string> = leaseToken ? { [LEASE_TOKEN_HEADER]: leaseToken } : {};
+      return await this.#http.request<{ data: Record<string, T> }>(method, path, body, rest, headers);
+    } catch (error) {
+      if (error instanceof ExpertJobsApiError && error.code === 409) this.#leases.delete(expertJobId);
+      throw error;
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-import type { ErrorReason } from "./types.ts";
+import type { ErrorReason, ExpertJobStatus } from "./types.ts";
 
 /** The server answered with an error: `{code, error, reason}` as sent (synthesised when a proxy answered instead). */
 export class ExpertJobsApiError extends Error {
@@ -16,6 +16,22 @@ export class ExpertJobsApiError extends Error {
   /** Worth retrying later: rate limited, or the server (or a proxy in front of it) is unavailable. */
   get retryable(): boolean {
     return this.code === 408 || this.code === 429 || this.code >= 500;
+  }
+}
+
+/**
+ * A watched job is no longer the runtime's to run (`client.runtime.watch`): `status` is what it became
+ * (`canceling` for a cancel), undefined when the server refused the watch (its lease lost: 409).
+ */
+export class ExpertJobInterruptedError extends Error {
+  override readonly name = "ExpertJobInterruptedError";
+
+  constructor(
+    readonly status: ExpertJobStatus | undefined,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
   }
 }
 

@@ -11,6 +11,7 @@ import type {
   ExpertJobSchema,
   ExpertJobStatusSchema,
   GetCheckpointQuerySchema,
+  JobStatusSchema,
   ListCheckpointsQuerySchema,
   ListExpertJobsQuerySchema,
   PageMetaSchema,
@@ -18,6 +19,7 @@ import type {
   ResumeExpertJobBodySchema,
   StartExpertJobBodySchema,
   UsageSchema,
+  WatchStatusQuerySchema,
 } from "@expert-jobs/contract";
 
 export type ExpertJob = Static<typeof ExpertJobSchema>;
@@ -42,6 +44,9 @@ export type { Exclusion };
  */
 export type Exclude = Exclusion | readonly Exclusion[];
 export type ClaimBody = Partial<Static<typeof ClaimBodySchema>>;
+export type WatchStatusQuery = Static<typeof WatchStatusQuerySchema>;
+/** A job's status, as `waitForStatus` answers it. */
+export type JobStatus = Static<typeof JobStatusSchema>;
 
 export type ErrorBody = Static<(typeof ErrorResponses)[keyof typeof ErrorResponses]>;
 /** A string, or for a 422 the list of `{path, message}` issues. */

@@ -111,6 +111,13 @@ export const CheckpointSchema = Type.Object({
   contextWindowUsage: Type.Number({ description: "Always present; 0 when the runtime did not report it" }),
   startedAt: TimestampSchema,
   finishedAt: Type.Optional(TimestampSchema),
+  sequence: Type.Integer({
+    minimum: 1,
+    description:
+      "The checkpoint's number in its job (1, 2, …, in the order the server stored them): the stream's event id, so a " +
+      "client can list with sort=sequence and then stream with Last-Event-ID from where the list ended",
+  }),
+  createdAt: Type.String({ format: "date-time", description: "When the server stored the checkpoint" }),
 });
 export type Checkpoint = Static<typeof CheckpointSchema>;
 
@@ -143,7 +150,14 @@ export const ExcludeSchema = Type.Optional(
 
 export const GetCheckpointQuerySchema = Type.Object({ exclude: ExcludeSchema });
 
-export const ListCheckpointsQuerySchema = Type.Object({ ...PagingQuerySchema, exclude: ExcludeSchema });
+export const ListCheckpointsQuerySchema = Type.Object({
+  ...PagingQuerySchema,
+  sort: Type.Union([Type.Literal("createdAt"), Type.Literal("updatedAt"), Type.Literal("sequence")], {
+    default: "createdAt",
+    description: "`sequence`: the order the server stored the checkpoints in (the stream's order)",
+  }),
+  exclude: ExcludeSchema,
+});
 export type ListCheckpointsQuery = Static<typeof ListCheckpointsQuerySchema>;
 
 export const CheckpointListSchema = Type.Object(

@@ -126,12 +126,15 @@ export const checkpointExample: Checkpoint = {
   contextWindowUsage: 5950,
   startedAt: "2026-01-15T09:30:04.000Z",
   finishedAt: "2026-01-15T09:30:08.400Z",
+  sequence: 2,
+  createdAt: "2026-01-15T09:30:08.452Z",
 };
 
 export const claimExample: Claim = {
   expertJob: expertJobExample,
   checkpoint: checkpointExample,
   leaseExpiresAt: "2026-01-15T09:35:08.400Z",
+  leaseToken: "lt4k2m9x7q1w3e5r6t8y0u2i",
   providerKey: { provider: "anthropic", key: "sk-ant-api03-…" },
 };
 

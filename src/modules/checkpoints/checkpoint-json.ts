@@ -105,6 +105,8 @@ export function messagesAround(serialize: (checkpoint: Checkpoint) => string): (
     contextWindowUsage: 1,
     startedAt: "t",
     finishedAt: "t",
+    sequence: 1,
+    createdAt: "t",
   } as unknown as Checkpoint;
   try {
     const order = Object.keys(JSON.parse(serialize(probe)) as object);

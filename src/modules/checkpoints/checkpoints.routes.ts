@@ -5,6 +5,7 @@ import type { FastifyReply, FastifySchemaCompiler, FastifySchemaValidationError 
 import { errorResponses } from "../../schemas/common.ts";
 import { checkpointSerializer } from "./checkpoint-json.ts";
 import { ExpertJobParamsSchema } from "../expert-jobs/expert-jobs.schemas.ts";
+import { LEASE_TOKEN_HEADER, LeaseTokenHeadersSchema } from "../runtime/runtime.schemas.ts";
 import {
   CheckpointEnvelopeSchema,
   CheckpointListSchema,
@@ -87,13 +88,18 @@ export const checkpointsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: "postApiStudioV1Expert_jobsByExpertJobIdCheckpoints",
         summary: "Create a checkpoint (runtime scope)",
         tags: ["checkpoints"],
+        description:
+          "With `Perstack-Lease-Token` (the claim's `leaseToken`), a lease that is no longer the job's current one is a 409 " +
+          "and nothing is stored.",
         params: ExpertJobParamsSchema,
+        headers: LeaseTokenHeadersSchema,
         body: PostCheckpointBodySchema,
         response: { 200: CheckpointEnvelopeSchema, ...errorResponses(400, 401, 403, 404, 409, 422) },
       },
     },
     async (request, reply) => {
-      const checkpoint = await app.checkpoints.post(request.principal, request.params.expertJobId, request.body);
+      const { expertJobId } = request.params;
+      const checkpoint = await app.checkpoints.post(request.principal, expertJobId, request.body, request.headers[LEASE_TOKEN_HEADER]);
       return sendJsonText(reply, checkpointJson.envelope(checkpoint));
     },
   );

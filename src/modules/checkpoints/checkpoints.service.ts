@@ -173,7 +173,7 @@ export class CheckpointsService {
    * under the job's row lock (so a job's checkpoints commit in order), and queues the NOTIFY; it only
    * applies if the job is still as read just before, else the post reads again (see checkpoints.sql.ts).
    */
-  async post(principal: Principal, expertJobId: string, body: PostCheckpointBody): Promise<CheckpointReply> {
+  async post(principal: Principal, expertJobId: string, body: PostCheckpointBody, leaseToken?: string): Promise<CheckpointReply> {
     const { checkpoint: posted, step } = body;
     const conversation = new PostedConversation(posted.messages);
     // Usually the conversation is the previous checkpoint's plus the step's new messages: only those are
@@ -218,6 +218,7 @@ export class CheckpointsService {
     };
     // What an idempotent re-post must repeat: the body, with the conversation by its hash.
     const contentHash = sha256(JSON.stringify({ ...body, checkpoint: { ...posted, messages: conversationHash } })).toString("hex");
+    requireLease(context, leaseToken);
     if (context.existingContentHash !== null) return this.#existing(expertJobId, body, context.existingContentHash, contentHash);
     if (!context.expert) throw new BadRequestError(reasons.expertNotFound);
     if (experts.status === "rejected") throw experts.reason;
@@ -348,6 +349,7 @@ export class CheckpointsService {
       // Another post, a cancel or a status report changed the job since it was read: read it again. Each
       // retry follows a change that did commit, so posts to one job always make progress.
       context = await readAgain();
+      requireLease(context, leaseToken);
       if (context.existingContentHash !== null) return this.#existing(expertJobId, body, context.existingContentHash, contentHash);
     }
   }
@@ -462,6 +464,8 @@ function buildCheckpoint(
     contextWindowUsage: row.contextWindowUsage,
     startedAt: row.startedAt.toISOString(),
     ...(row.finishedAt !== null && { finishedAt: row.finishedAt.toISOString() }),
+    sequence: row.seq,
+    createdAt: row.createdAt.toISOString(),
   };
 }
 
@@ -478,6 +482,11 @@ function legacyContentHash(body: PostCheckpointBody): string {
 function usageCounters(usage: Usage): Usage {
   const { inputTokens, outputTokens, reasoningTokens, totalTokens, cachedInputTokens } = usage;
   return { inputTokens, outputTokens, reasoningTokens, totalTokens, cachedInputTokens };
+}
+
+/** A runtime that sent its lease token holds the job only while that is the job's current lease. */
+function requireLease(context: PostContext, leaseToken: string | undefined): void {
+  if (leaseToken !== undefined && context.leaseToken !== leaseToken) throw new ConflictError(reasons.leaseNotCurrent);
 }
 
 function closedJobReason(status: ExpertJobStatus): string {

@@ -26,6 +26,8 @@ export interface PostContext {
   status: ExpertJobStatus;
   lastSeq: number;
   resumeFromCheckpointId: string | null;
+  /** The current claim's lease token (null when no claim holds the job). */
+  leaseToken: string | null;
   /** Hex SHA-256 of the stored checkpoint with the posted id, if there is one. */
   existingContentHash: string | null;
   /** The job's highest message ordinal (0 before its first message). */
@@ -59,6 +61,7 @@ export async function readPostContext(
     status: ExpertJobStatus;
     last_seq: number;
     resume_from_checkpoint_id: string | null;
+    lease_token: string | null;
     existing_hash: string | null;
     last_ordinal: number | null;
     known: string | null;
@@ -66,7 +69,7 @@ export async function readPostContext(
     experts: string | null;
   }>(
     "checkpoint_post_context",
-    `SELECT j.status::text AS status, j.last_seq, j.resume_from_checkpoint_id,
+    `SELECT j.status::text AS status, j.last_seq, j.resume_from_checkpoint_id, j.lease_token,
       (SELECT encode(content_hash, 'hex') FROM checkpoint WHERE expert_job_id = j.id AND id = $3) AS existing_hash,
       (SELECT max(ordinal) FROM job_message WHERE expert_job_id = j.id) AS last_ordinal,
       (SELECT json_agg(json_build_array(ordinal, encode(hash, 'hex')))::text FROM job_message
@@ -99,6 +102,7 @@ export async function readPostContext(
     status: row.status,
     lastSeq: row.last_seq,
     resumeFromCheckpointId: row.resume_from_checkpoint_id,
+    leaseToken: row.lease_token,
     existingContentHash: row.existing_hash,
     lastOrdinal: row.last_ordinal ?? 0,
     ordinalsByHash: new Map(known.map(([ordinal, hash]) => [hash, ordinal])),
@@ -190,6 +194,8 @@ export async function storeCheckpoint(
         updated_at = $26::timestamptz
       WHERE id = $1 AND last_seq = $3 - 1 AND status = $34::expert_job_status
         AND resume_from_checkpoint_id IS NOT DISTINCT FROM $24::text
+        -- Requeued and claimed again since the read, the status and last_seq can look the same: the lease cannot.
+        AND lease_token IS NOT DISTINCT FROM $39::text
       RETURNING id
     ), new_messages AS (
       INSERT INTO job_message (expert_job_id, ordinal, hash, body)
@@ -247,6 +253,7 @@ export async function storeCheckpoint(
       c.detailBytes,
       c.conversationHash,
       c.actionLight,
+      read.leaseToken,
     ],
   );
   return stored;
@@ -266,7 +273,8 @@ function checkpointColumns(exclude: ReadonlySet<Exclusion>): string {
   c.message_runs::text AS message_runs, ${unless("messages", "c.input_messages::text")} AS input_messages,
   ${unless("newMessages", "c.new_messages::text")} AS new_messages, ${exclude.has("toolCall") ? toolCallNames : "c.tool_call::text"} AS tool_call,
   ${unless("toolResult", "c.tool_result::text")} AS tool_result, c.usage::text AS usage, c.context_window,
-  c.context_window_usage, ${iso("c.started_at")} AS started_at, ${iso("c.finished_at")} AS finished_at`;
+  c.context_window_usage, ${iso("c.started_at")} AS started_at, ${iso("c.finished_at")} AS finished_at,
+  ${iso("c.created_at")} AS created_at`;
 }
 
 /** Without the tool call, its names still are the checkpoint's `skillName` and `toolName`. */
@@ -299,6 +307,7 @@ interface RawCheckpoint {
   context_window_usage: number;
   started_at: string;
   finished_at: string | null;
+  created_at: string;
 }
 
 /** What building an API checkpoint needs from a stored one (a Prisma `Checkpoint` row has all of it). */
@@ -326,6 +335,8 @@ export interface CheckpointRecord {
   contextWindowUsage: number;
   startedAt: Date;
   finishedAt: Date | null;
+  /** When the server stored it. */
+  createdAt: Date;
 }
 
 const parseOrNull = (text: string | null) => (text === null ? null : JSON.parse(text));
@@ -354,6 +365,7 @@ function toRecord(raw: RawCheckpoint): CheckpointRecord {
     contextWindowUsage: Number(raw.context_window_usage),
     startedAt: new Date(raw.started_at),
     finishedAt: raw.finished_at === null ? null : new Date(raw.finished_at),
+    createdAt: new Date(raw.created_at),
   };
 }
 
@@ -434,7 +446,7 @@ export async function readFeed(
 }
 
 export interface PageQuery {
-  sort: "createdAt" | "updatedAt";
+  sort: "createdAt" | "updatedAt" | "sequence";
   order: "asc" | "desc";
   take: number;
   skip: number;
@@ -453,18 +465,22 @@ export interface PageQuery {
  */
 export async function readPage(sql: Sql, expertJobId: string, page: PageQuery): Promise<CheckpointRecord[]> {
   const direction = page.order === "desc" ? "DESC" : "ASC";
-  const sortColumn = page.sort === "updatedAt" ? "updated_at" : "created_at";
+  // `seq` is unique in a job: sorted by it, nothing else is needed to break ties.
+  const order = (table: string) =>
+    page.sort === "sequence"
+      ? `${table}seq ${direction}`
+      : `${table}${page.sort === "updatedAt" ? "updated_at" : "created_at"} ${direction}, ${table}step_number ${direction}, ${table}seq ${direction}`;
   const filter = page.pattern === undefined ? "" : "AND (expert_key ILIKE $5 OR skill_name ILIKE $5 OR tool_name ILIKE $5)";
   const rows = await sql.query<RawCheckpoint>(
     undefined, // planned per call: a generic plan does not know how deep the OFFSET goes
     `SELECT ${checkpointColumns(page.exclude)}
     FROM (
       SELECT seq FROM checkpoint WHERE expert_job_id = $1 AND seq <= $4 ${filter}
-      ORDER BY ${sortColumn} ${direction}, step_number ${direction}, seq ${direction}
+      ORDER BY ${order("")}
       OFFSET $2 LIMIT $3
     ) AS page
     JOIN checkpoint c ON c.expert_job_id = $1 AND c.seq = page.seq
-    ORDER BY c.${sortColumn} ${direction}, c.step_number ${direction}, c.seq ${direction}`,
+    ORDER BY ${order("c.")}`,
     [expertJobId, page.skip, page.take, page.maxSeq, ...(page.pattern === undefined ? [] : [page.pattern])],
   );
   return rows.map(toRecord);

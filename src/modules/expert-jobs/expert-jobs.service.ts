@@ -180,7 +180,9 @@ export class ExpertJobsService {
           resumeFromCheckpointId,
           // A continue starts a new run: its retries are counted afresh.
           retryCount: 0,
+          // The run's next claim takes a new lease; the last runtime's token no longer fences anything.
           leaseExpiresAt: null,
+          leaseToken: null,
           pausedAt: null,
         },
       });

@@ -1,9 +1,66 @@
-export interface Waiter {
-  readonly applicationId: string;
-  readonly apiKeyId: string;
-  /** Set by a wake-up; the claim loop clears it before each attempt, so a wake during an attempt is not lost. */
+export interface Wakeable {
+  /** Set by a wake-up; the waiting loop clears it before each look, so a wake during a look is not lost. */
   woken: boolean;
   release?: () => void;
+}
+
+export interface Waiter extends Wakeable {
+  readonly applicationId: string;
+  readonly apiKeyId: string;
+}
+
+/** Resolves after `ms`, on a wake-up or on abort, whichever comes first; at once if already woken. */
+export function waitForWake(waiter: Wakeable, ms: number, signal: AbortSignal): Promise<void> {
+  if (waiter.woken || signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const release = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", release);
+      waiter.release = undefined;
+      resolve();
+    };
+    const timer = setTimeout(release, ms);
+    signal.addEventListener("abort", release, { once: true });
+    waiter.release = release;
+  });
+}
+
+export function wake(waiter: Wakeable): void {
+  waiter.woken = true;
+  waiter.release?.();
+}
+
+/** Status watches long-polling on this instance, by job, woken when the job changes (on any instance). */
+export class StatusWatchers {
+  readonly #byJob = new Map<string, Set<Wakeable>>();
+
+  get size(): number {
+    let count = 0;
+    for (const watchers of this.#byJob.values()) count += watchers.size;
+    return count;
+  }
+
+  add(expertJobId: string): Wakeable {
+    const watcher: Wakeable = { woken: false };
+    let watchers = this.#byJob.get(expertJobId);
+    if (!watchers) this.#byJob.set(expertJobId, (watchers = new Set()));
+    watchers.add(watcher);
+    return watcher;
+  }
+
+  remove(expertJobId: string, watcher: Wakeable): void {
+    const watchers = this.#byJob.get(expertJobId);
+    watchers?.delete(watcher);
+    if (watchers?.size === 0) this.#byJob.delete(expertJobId);
+  }
+
+  wake(expertJobId: string): void {
+    for (const watcher of this.#byJob.get(expertJobId) ?? []) wake(watcher);
+  }
+
+  wakeAll(): void {
+    for (const watchers of this.#byJob.values()) for (const watcher of watchers) wake(watcher);
+  }
 }
 
 /** Claims long-polling on this instance, by application, woken when a job of theirs is queued. */
@@ -44,18 +101,7 @@ export class ClaimWaiters {
 
   /** Resolves after `ms`, on a wake-up or on abort, whichever comes first; at once if already woken. */
   wait(waiter: Waiter, ms: number, signal: AbortSignal): Promise<void> {
-    if (waiter.woken || signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const release = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", release);
-        waiter.release = undefined;
-        resolve();
-      };
-      const timer = setTimeout(release, ms);
-      signal.addEventListener("abort", release, { once: true });
-      waiter.release = release;
-    });
+    return waitForWake(waiter, ms, signal);
   }
 
   wake(applicationId: string): void {
@@ -74,7 +120,6 @@ export class ClaimWaiters {
   }
 
   #release(waiter: Waiter): void {
-    waiter.woken = true;
-    waiter.release?.();
+    wake(waiter);
   }
 }

@@ -1,7 +1,8 @@
 import { Prisma, type PrismaClient } from "../../generated/prisma/client.ts";
 import type { FastifyBaseLogger } from "fastify";
-import { ConflictError, UnauthorizedError } from "../../errors.ts";
+import { ConflictError, NotFoundError, reasons, UnauthorizedError } from "../../errors.ts";
 import type { ExpertJobChangedPayload, Notifier } from "../../db/channels.ts";
+import { newId } from "../../lib/ids.ts";
 import { providerOf } from "../../lib/models.ts";
 import type { Principal } from "../../plugins/auth.ts";
 import type { Checkpoint } from "../checkpoints/checkpoints.schemas.ts";
@@ -10,14 +11,23 @@ import type { ExpertJob, ExpertJobStatus } from "../expert-jobs/expert-jobs.sche
 import { expertJobInclude, toExpertJob, type ExpertJobRow, type ExpertJobsService } from "../expert-jobs/expert-jobs.service.ts";
 import { leasedStatuses, pausedStatuses, statusAfterLeaseExpiry, statusAfterReport } from "../expert-jobs/job-state.ts";
 import type { ProviderKeysService } from "../provider-keys/provider-keys.service.ts";
-import { ClaimWaiters } from "./claim-waiters.ts";
-import type { Claim } from "./runtime.schemas.ts";
+import { ClaimWaiters, StatusWatchers, waitForWake } from "./claim-waiters.ts";
+import type { Claim, WatchStatusQuery } from "./runtime.schemas.ts";
 
 export interface RuntimeOptions {
   /** How long a claimed job stays with its runtime without a checkpoint or a `processing` report. */
   leaseMs: number;
   /** How long a paused job waits for a continue before it expires. */
   pausedJobTtlMs: number;
+}
+
+/** A runtime's status watch of one job (`GET …/status`). */
+export interface StatusWatch {
+  principal: Principal;
+  expertJobId: string;
+  query: WatchStatusQuery;
+  /** The `Perstack-Lease-Token` sent, if any. */
+  leaseToken: string | undefined;
 }
 
 export interface SweepResult {
@@ -38,6 +48,7 @@ const statusList = (statuses: Iterable<ExpertJobStatus>) => Prisma.raw([...statu
 /** The runtime side of a job: claims with leases, status reports, and taking back jobs whose runtime went silent. */
 export class RuntimeService {
   readonly #waiters = new ClaimWaiters();
+  readonly #watchers = new StatusWatchers();
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #swept: SweepResult = { requeued: 0, failed: 0, canceled: 0, expired: 0 };
   #closed = false;
@@ -59,6 +70,11 @@ export class RuntimeService {
     return this.#waiters.size;
   }
 
+  /** Status watches currently long-polling on this instance. */
+  get watchingStatuses(): number {
+    return this.#watchers.size;
+  }
+
   /** Jobs this instance's sweeps changed since start (lease expiries by outcome, and expired paused jobs). */
   get sweptTotals(): Readonly<SweepResult> {
     return this.#swept;
@@ -69,10 +85,14 @@ export class RuntimeService {
    * queued; undefined when none came, the server is closing or `signal` aborted (the client left).
    */
   claim(principal: Principal, waitMs: number, signal: AbortSignal): Promise<Claim | undefined> {
-    const claiming = this.#claim(principal, waitMs, signal);
-    this.#inFlight.add(claiming);
-    void claiming.finally(() => this.#inFlight.delete(claiming)).catch(() => {});
-    return claiming;
+    return this.#tracked(this.#claim(principal, waitMs, signal));
+  }
+
+  /** A long poll in progress: `close` waits for it, so the database closes after. */
+  #tracked<T>(waiting: Promise<T>): Promise<T> {
+    this.#inFlight.add(waiting);
+    void waiting.finally(() => this.#inFlight.delete(waiting)).catch(() => {});
+    return waiting;
   }
 
   async #claim(principal: Principal, waitMs: number, signal: AbortSignal): Promise<Claim | undefined> {
@@ -126,7 +146,7 @@ export class RuntimeService {
           data:
             key === undefined
               ? { status, leaseExpiresAt: null }
-              : { status, leaseExpiresAt: new Date(Date.now() + this.options.leaseMs), pausedAt: null },
+              : { status, leaseExpiresAt: new Date(Date.now() + this.options.leaseMs), leaseToken: newId(), pausedAt: null },
           include: expertJobInclude,
         });
         return { job, provider, key };
@@ -143,6 +163,7 @@ export class RuntimeService {
         expertJob: toExpertJob(job),
         ...(checkpoint && { checkpoint }),
         leaseExpiresAt: job.leaseExpiresAt!.toISOString(),
+        leaseToken: job.leaseToken!,
         providerKey: { provider, key },
       };
     }
@@ -157,9 +178,42 @@ export class RuntimeService {
     return checkpoint;
   }
 
+  /**
+   * The job's status as soon as it is not `query.while` (at once without it), waiting up to `query.waitMs` for
+   * it to change; the status then, when it did not. With a lease token, 409 once the lease is not the job's
+   * current one. Woken by the job's change notifications from any instance, so a cancel reaches a runtime
+   * as fast as the NOTIFY does.
+   */
+  watchStatus(watch: StatusWatch, signal: AbortSignal): Promise<ExpertJobStatus> {
+    return this.#tracked(this.#watchStatus(watch, signal));
+  }
+
+  async #watchStatus({ principal, expertJobId, query, leaseToken }: StatusWatch, signal: AbortSignal): Promise<ExpertJobStatus> {
+    const deadline = Date.now() + query.waitMs;
+    // Registered before the first look: a change between the look and the wait still wakes it.
+    const watcher = this.#watchers.add(expertJobId);
+    try {
+      for (;;) {
+        watcher.woken = false;
+        const job = await this.prisma.expertJob.findFirst({
+          where: { id: expertJobId, applicationId: principal.applicationId },
+          select: { status: true, leaseToken: true },
+        });
+        if (!job) throw new NotFoundError(reasons.expertJobNotFound);
+        if (leaseToken !== undefined && job.leaseToken !== leaseToken) throw new ConflictError(reasons.leaseNotCurrent);
+        const remaining = deadline - Date.now();
+        if (job.status !== query.while || remaining <= 0 || this.#closed || signal.aborted) return job.status;
+        await waitForWake(watcher, remaining, signal);
+      }
+    } finally {
+      this.#watchers.remove(expertJobId, watcher);
+    }
+  }
+
   /** A job changed somewhere (any instance): waiting claims of its application try again when it was queued. */
   onJobChanged(payload: ExpertJobChangedPayload): void {
     if (payload.status === "queued") this.#waiters.wake(payload.applicationId);
+    this.#watchers.wake(payload.expertJobId);
   }
 
   /** A key was revoked (on any instance): its waiting claims look again, and get 401. */
@@ -170,6 +224,7 @@ export class RuntimeService {
   /** After notifications may have been missed (LISTEN or NATS reconnect), every waiting claim looks again. */
   wakeAll(): void {
     this.#waiters.wakeAll();
+    this.#watchers.wakeAll();
   }
 
   /** The API keys of the claims waiting here (for the safety re-read's revocation check). */
@@ -198,18 +253,23 @@ export class RuntimeService {
   /** Ends waiting claims (they answer 204) and waits for claims in flight, so the database can close after. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#waiters.wakeAll();
+    this.wakeAll();
     await Promise.allSettled([...this.#inFlight]);
   }
 
-  /** The runtime reports a status (`processing` doubles as the heartbeat that renews the lease). */
-  async reportStatus(principal: Principal, expertJobId: string, reported: ExpertJobStatus): Promise<ExpertJob> {
+  /**
+   * The runtime reports a status (`processing` doubles as the heartbeat that renews the lease). With a lease
+   * token, only while it is the job's current lease.
+   */
+  async reportStatus(principal: Principal, expertJobId: string, reported: ExpertJobStatus, leaseToken?: string): Promise<ExpertJob> {
     const job = await this.expertJobs.findRow(principal, expertJobId);
     let changed = false;
     const row = await this.prisma.$transaction(async (tx) => {
-      const [locked] = await tx.$queryRaw<Array<{ status: ExpertJobStatus }>>`
-        SELECT status FROM expert_job WHERE id = ${job.id} FOR UPDATE`;
-      const current = locked!.status;
+      const [locked] = await tx.$queryRaw<Array<{ status: ExpertJobStatus; lease_token: string | null }>>`
+        SELECT status, lease_token FROM expert_job WHERE id = ${job.id} FOR UPDATE`;
+      if (!locked) throw new NotFoundError(reasons.expertJobNotFound);
+      if (leaseToken !== undefined && locked.lease_token !== leaseToken) throw new ConflictError(reasons.leaseNotCurrent);
+      const current = locked.status;
       const next = statusAfterReport(current, reported);
       if (next === undefined) throw new ConflictError(`Cannot change status from ${current} to ${reported}`);
       const leased = leasedStatuses.includes(next);
@@ -271,7 +331,7 @@ export class RuntimeService {
       const status = statusAfterLeaseExpiry(row.status, row.retry_count, row.max_retries);
       await tx.expertJob.update({
         where: { id: row.id },
-        data: { status, leaseExpiresAt: null, ...(row.status !== "canceling" && { retryCount: row.retry_count + 1 }) },
+        data: { status, leaseExpiresAt: null, leaseToken: null, ...(row.status !== "canceling" && { retryCount: row.retry_count + 1 }) },
       });
       changes.push({ expertJobId: row.id, applicationId: row.application_id, status });
       if (status === "queued") result.requeued++;

@@ -1,7 +1,7 @@
 import fastJson from "fast-json-stringify";
 import { describe, expect, it } from "vitest";
 import { CheckpointSchema, type Checkpoint } from "../../../src/modules/checkpoints/checkpoints.schemas.ts";
-import { messagesSplicer } from "../../../src/modules/checkpoints/checkpoint-json.ts";
+import { messagesAround, messagesSplicer } from "../../../src/modules/checkpoints/checkpoint-json.ts";
 
 const serialize = fastJson(CheckpointSchema) as (checkpoint: Checkpoint) => string;
 const splice = messagesSplicer(serialize);
@@ -32,6 +32,8 @@ const base = {
   contextWindow: 200_000,
   contextWindowUsage: 0.5,
   startedAt: "2026-01-01T00:00:01.000Z",
+  sequence: 2,
+  createdAt: "2026-01-01T00:00:02.125Z",
 };
 
 const cases: Array<[string, Record<string, unknown>, unknown[]]> = [
@@ -60,6 +62,13 @@ const cases: Array<[string, Record<string, unknown>, unknown[]]> = [
 ];
 
 describe("stream frames", () => {
+  it("splice the conversation in (the probe matches the schema, `sequence` and `createdAt` included)", () => {
+    const around = messagesAround(serialize);
+    expect(around).toBeDefined();
+    const [before, after] = around!({ ...base, action: { type: "init" } } as unknown as Checkpoint);
+    expect(JSON.parse(`${before}[]${after}`)).toMatchObject({ sequence: 2, createdAt: "2026-01-01T00:00:02.125Z", messages: [] });
+  });
+
   it.each(cases)("writes a conversation given as JSON text exactly as serialising it would: %s", (_name, checkpoint, messages) => {
     const text = JSON.stringify(messages);
     expect(splice(checkpoint as unknown as Checkpoint, text)).toBe(serialize({ ...checkpoint, messages } as unknown as Checkpoint));

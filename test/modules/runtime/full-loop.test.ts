@@ -5,6 +5,7 @@ import {
   api,
   askUserToolCall,
   claimJob,
+  eventually,
   expertMessage,
   postCheckpoint,
   reportStatus,
@@ -171,6 +172,32 @@ describe("the runtime loop end to end", () => {
       expect(resumedInit.messages.slice(0, pause.messages.length)).toEqual(pause.messages);
       expect(checkpoints[5].action.result).toBe("Thanks, you said: yes");
     });
+
+    it("stops mid-step as soon as a client cancels (its status watch), reports canceled and stores nothing more", async () => {
+      const owner = await seedTenant(t.app);
+      const job = await startJob(t.app, owner, { query: "A very slow one" });
+      // A step that would take two minutes (a slow model call): only the cancel ends it within the test's time.
+      const running = runOnce({ url: base, key: owner.runtimeKey, waitMs: 5_000, stepDelayMs: 120_000 });
+      await eventually(async () => t.app.runtime.watchingStatuses > 0, 30_000);
+      const canceled = await api(t.app, owner.clientKey).post(`/expert_jobs/${job.id}/cancel`);
+      expect(canceled.json().data.expertJob.status).toBe("canceling");
+      expect(await running).toBe("canceled");
+      expect((await api(t.app, owner.clientKey).get(`/expert_jobs/${job.id}`)).json().data.expertJob.status).toBe("canceled");
+      expect(await t.app.prisma.checkpoint.count({ where: { expertJobId: job.id } })).toBe(0);
+      expect(t.app.runtime.watchingStatuses).toBe(0);
+    }, 60_000);
+
+    it("sends its lease token: once its lease is lost it stops and nothing it sends is stored", async () => {
+      const owner = await seedTenant(t.app);
+      const job = await startJob(t.app, owner, { query: "Slow again", maxRetries: 3 });
+      const running = runOnce({ url: base, key: owner.runtimeKey, waitMs: 5_000, stepDelayMs: 120_000 });
+      await eventually(async () => t.app.runtime.watchingStatuses > 0, 30_000);
+      await t.app.prisma.expertJob.update({ where: { id: job.id }, data: { leaseExpiresAt: new Date(Date.now() - 1_000) } });
+      expect((await t.app.runtime.sweep()).requeued).toBeGreaterThanOrEqual(1);
+      expect(await running).toBe("gone");
+      expect(await t.app.prisma.checkpoint.count({ where: { expertJobId: job.id } })).toBe(0);
+      expect((await api(t.app, owner.clientKey).get(`/expert_jobs/${job.id}`)).json().data.expertJob.status).toBe("queued");
+    }, 60_000);
 
     it("drops a job canceled while it runs", async () => {
       const owner = await seedTenant(t.app);

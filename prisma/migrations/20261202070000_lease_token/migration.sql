@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "expert_job" ADD COLUMN     "lease_token" TEXT;
