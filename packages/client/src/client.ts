@@ -1,4 +1,4 @@
-import { errorFromResponse } from "./errors.ts";
+import { errorFromResponse, ExpertJobsApiError } from "./errors.ts";
 import { streamCheckpoints, type StreamOptions } from "./stream.ts";
 import type {
   Checkpoint,
@@ -33,6 +33,36 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+export interface StartOptions extends RequestOptions {
+  /** Sent as `Idempotency-Key`; by default a fresh random UUID per `start` call, shared by its retries. */
+  idempotencyKey?: string;
+  /**
+   * Retries after a network error or a 502/503/504 (the request may or may not have reached the server: the
+   * key makes a retry return the job a first attempt started instead of starting another). Default 3; 0: none.
+   */
+  retries?: number;
+}
+
+/** A request that never got an answer (connection refused or reset, DNS): fetch rejects with a TypeError. */
+const isNetworkError = (error: unknown): boolean => error instanceof TypeError;
+const RETRY_STATUSES = new Set([502, 503, 504]);
+const retryDelayMs = (attempt: number) => Math.min(4_000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
 type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
 
 const STUDIO = "/api/studio/v1";
@@ -60,11 +90,22 @@ export class Http {
   }
 
   /** The parsed JSON body of a 2xx answer; undefined for 204. Any other status throws ExpertJobsApiError. */
-  async request<T>(method: string, path: string, body?: unknown, options: RequestOptions = {}): Promise<T | undefined> {
-    const response = await this.open(path, body === undefined ? {} : { "content-type": "application/json" }, options.signal, {
-      method,
-      ...(body !== undefined && { body: JSON.stringify(body) }),
-    });
+  async request<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    options: RequestOptions = {},
+    headers: Record<string, string> = {},
+  ): Promise<T | undefined> {
+    const response = await this.open(
+      path,
+      { ...headers, ...(body !== undefined && { "content-type": "application/json" }) },
+      options.signal,
+      {
+        method,
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+      },
+    );
     if (!response.ok) throw await errorFromResponse(response);
     if (response.status === 204) return undefined;
     return (await response.json()) as T;
@@ -121,8 +162,19 @@ export class ExpertJobsApi {
     this.checkpoints = new CheckpointsApi(http);
   }
 
-  start(body: StartExpertJobBody, options?: RequestOptions): Promise<ExpertJob> {
-    return unwrap(this.#http.request("POST", `${STUDIO}/expert_jobs`, body, options), "expertJob");
+  /** Starts a job; retried on network errors under one `Idempotency-Key`, so a retry never starts a second job. */
+  async start(body: StartExpertJobBody, options: StartOptions = {}): Promise<ExpertJob> {
+    const headers = { "idempotency-key": options.idempotencyKey ?? globalThis.crypto.randomUUID() };
+    const retries = options.retries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await unwrap(this.#http.request("POST", `${STUDIO}/expert_jobs`, body, options, headers), "expertJob");
+      } catch (error) {
+        const retryable = isNetworkError(error) || (error instanceof ExpertJobsApiError && RETRY_STATUSES.has(error.code));
+        if (!retryable || attempt >= retries || options.signal?.aborted) throw error;
+        await sleep(retryDelayMs(attempt), options.signal);
+      }
+    }
   }
 
   get(expertJobId: string, options?: RequestOptions): Promise<ExpertJob> {

@@ -1,5 +1,5 @@
 export { createClient, ExpertJobsClient, ExpertJobsApi, CheckpointsApi, RuntimeApi } from "./client.ts";
-export type { ClientOptions, RequestOptions } from "./client.ts";
+export type { ClientOptions, RequestOptions, StartOptions } from "./client.ts";
 export { ExpertJobsApiError, ExpertJobsStreamError } from "./errors.ts";
 export type { RetryOptions, StreamOptions } from "./stream.ts";
 export { parseEventStream, type SseItem } from "./sse.ts";
