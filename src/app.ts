@@ -4,7 +4,7 @@ import multipart from "@fastify/multipart";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import type { Config } from "./config.ts";
+import type { Config, WebhookConfig } from "./config.ts";
 import { RequestValidationError } from "./errors.ts";
 import { MAX_JSON_DEPTH, unstorableJson } from "./lib/json-limits.ts";
 import { authPlugin, type AuthFailureLimit } from "./plugins/auth.ts";
@@ -19,6 +19,7 @@ import { requestDrainPlugin } from "./plugins/request-drain.ts";
 import { runtimePlugin } from "./plugins/runtime.ts";
 import { servicesPlugin } from "./plugins/services.ts";
 import { streamHubPlugin } from "./plugins/stream-hub.ts";
+import { webhookDeliveryPlugin } from "./plugins/webhook-delivery.ts";
 import { dashboardRoutes } from "./dashboard/dashboard.routes.ts";
 import { adminRoutes } from "./modules/admin/admin.routes.ts";
 import { checkpointStreamRoutes } from "./modules/checkpoints/checkpoint-stream.routes.ts";
@@ -27,6 +28,8 @@ import { expertJobsRoutes } from "./modules/expert-jobs/expert-jobs.routes.ts";
 import { healthRoutes } from "./modules/health/health.routes.ts";
 import type { RetentionBatches } from "./modules/expert-jobs/job-retention.service.ts";
 import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
+import { webhookDeliveryDefaults } from "./modules/webhooks/webhook-delivery.service.ts";
+import { webhookAdminRoutes } from "./modules/webhooks/webhooks.routes.ts";
 
 type LimitSettings =
   | "rateLimitPerMinute"
@@ -38,7 +41,11 @@ type LimitSettings =
   | "sseCacheBytes";
 
 /** The limits the environment sets (RATE_LIMIT_PER_MINUTE, MAX_STREAMS_PER_KEY, AUTH_FAILURES_PER_MINUTE, SSE_*) reach the app as `BuildAppOptions` (see `appLimits`). */
-export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | LimitSettings> & { secretsKey: Buffer };
+export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | "webhooks" | LimitSettings> & {
+  secretsKey: Buffer;
+  /** Defaults: `webhookDeliveryDefaults`. */
+  webhooks?: Partial<WebhookConfig>;
+};
 
 /** The protection limits the environment sets, as app options. */
 export function appLimits(
@@ -97,6 +104,8 @@ export interface BuildAppOptions {
   timeouts?: Partial<ServerTimeouts>;
   /** How long shutdown waits for requests in flight (default 1.5 s). */
   shutdownDrainMs?: number;
+  /** Beyond WEBHOOK_TIMEOUT_MS, how long a claimed webhook delivery is kept from other instances (default 5 s). */
+  webhookClaimMarginMs?: number;
 }
 
 export interface ServerTimeouts {
@@ -269,6 +278,7 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
         { name: "checkpoints", description: "Read, list and stream a job's checkpoints (client key)" },
         { name: "runtime", description: "Claim jobs, post checkpoints, report status (runtime key)" },
         { name: "admin", description: "Organizations, applications, keys and experts (ADMIN_TOKEN)" },
+        { name: "webhooks", description: "Webhook endpoints, their delivery log, redelivery (ADMIN_TOKEN)" },
         { name: "operations", description: "Health and metrics (no key)" },
       ],
     },
@@ -290,10 +300,16 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
     adminToken: config.adminToken,
     failureLimit: options.authFailureLimit ?? { max: 30, timeWindowMs: 60_000 },
   });
+  const webhooks = {
+    ...webhookDeliveryDefaults,
+    ...config.webhooks,
+    ...(options.webhookClaimMarginMs !== undefined && { claimMarginMs: options.webhookClaimMarginMs }),
+  };
   await app.register(servicesPlugin, {
     secretsKey: config.secretsKey,
     leaseMs: config.leaseMs,
     retentionBatches: options.retentionBatches,
+    webhookPolicy: { allowPrivate: webhooks.allowPrivate },
   });
   await app.register(notificationsPlugin, options.notifications ?? {});
   await app.register(streamHubPlugin, {
@@ -307,6 +323,7 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
   });
   await app.register(runtimePlugin, { leaseMs: config.leaseMs, pausedJobTtlMs: config.pausedJobTtlMs });
   await app.register(jobSweeperPlugin, { intervalMs: options.sweepIntervalMs ?? 5_000, jobRetentionMs: config.jobRetentionMs });
+  await app.register(webhookDeliveryPlugin, webhooks);
   // After the stream hub and the runtime: its preClose waits for what theirs leave in flight.
   await app.register(requestDrainPlugin, { timeoutMs: options.shutdownDrainMs ?? 1_500 });
 
@@ -326,6 +343,7 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
       async (admin) => {
         admin.addHook("onRequest", admin.authenticateAdmin);
         await admin.register(adminRoutes);
+        await admin.register(webhookAdminRoutes);
       },
       { prefix: "/api/admin/v1" },
     );

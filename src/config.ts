@@ -30,6 +30,13 @@ export const EnvSchema = Type.Object({
   MAX_STREAMS_PER_KEY: IntegerString(100, 1),
   AUTH_FAILURES_PER_MINUTE: IntegerString(30, 0),
   TRUST_PROXY: Type.Optional(Type.String({ minLength: 1 })),
+  WEBHOOK_ALLOW_PRIVATE: Type.Boolean({ default: false }),
+  WEBHOOK_TIMEOUT_MS: IntegerString(10_000, 100, 300_000),
+  WEBHOOK_RETRY_WINDOW_MS: IntegerString(24 * 60 * 60 * 1000, 0),
+  WEBHOOK_RETRY_BASE_MS: IntegerString(5_000, 10),
+  WEBHOOK_RETRY_MAX_DELAY_MS: IntegerString(60 * 60 * 1000, 10),
+  WEBHOOK_POLL_INTERVAL_MS: IntegerString(1_000, 10),
+  WEBHOOK_CONCURRENCY: IntegerString(10, 1, 1000),
 });
 
 export type Database =
@@ -37,6 +44,23 @@ export type Database =
   | { kind: "postgres"; url: string; connectTimeoutMs?: number }
   /** `initialData`: a PGlite data-dir dump to start from (tests start from a migrated copy). */
   | { kind: "pglite"; dataDir: string; initialData?: Blob };
+
+/** Webhook delivery (WEBHOOK_*). */
+export interface WebhookConfig {
+  /** Loopback and private ranges allowed as receivers (on-premise); link-local and metadata addresses never are. */
+  allowPrivate: boolean;
+  /** One attempt: connect, send, the answer's status. */
+  timeoutMs: number;
+  /** Retries stop (the delivery is failed) once the next would start later than this after the event. */
+  retryWindowMs: number;
+  /** The first retry's delay; each further one doubles it (with jitter), up to retryMaxDelayMs. */
+  retryBaseMs: number;
+  retryMaxDelayMs: number;
+  /** How often each instance looks for due deliveries (retries); new events wake it at once. */
+  pollIntervalMs: number;
+  /** Deliveries one instance sends at a time. */
+  concurrency: number;
+}
 
 export interface Config {
   port: number;
@@ -71,6 +95,7 @@ export interface Config {
   authFailuresPerMinute: number;
   /** Which proxies' X-Forwarded-For names the client (Fastify's `trustProxy`); unset: none, the peer is the client. */
   trustProxy?: true | string[];
+  webhooks: WebhookConfig;
 }
 
 /** TRUST_PROXY: `true` (any proxy), or the proxies' addresses and CIDR ranges, comma-separated. */
@@ -139,5 +164,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     maxStreamsPerKey: values.MAX_STREAMS_PER_KEY,
     authFailuresPerMinute: values.AUTH_FAILURES_PER_MINUTE,
     trustProxy: parseTrustProxy(values.TRUST_PROXY),
+    webhooks: {
+      allowPrivate: values.WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: values.WEBHOOK_TIMEOUT_MS,
+      retryWindowMs: values.WEBHOOK_RETRY_WINDOW_MS,
+      retryBaseMs: values.WEBHOOK_RETRY_BASE_MS,
+      retryMaxDelayMs: values.WEBHOOK_RETRY_MAX_DELAY_MS,
+      pollIntervalMs: values.WEBHOOK_POLL_INTERVAL_MS,
+      concurrency: values.WEBHOOK_CONCURRENCY,
+    },
   });
 }

@@ -92,46 +92,41 @@ export class ProviderKeysService {
   }
 
   /**
-   * Re-encrypts every stored provider key from the `previous` secrets key to this service's, in one
-   * transaction. Keys this service's key already opens are left alone, so running it again is harmless;
-   * a key that neither opens stops it with nothing changed.
+   * Re-encrypts every stored provider key from the `previous` secrets key to this service's, in the
+   * caller's transaction (secrets rotation). Keys this service's key already opens are left alone, so
+   * running it again is harmless; a key that neither opens throws, and the caller rolls back.
    */
-  async reencryptFrom(previous: SecretBox): Promise<{ reencrypted: number; alreadyCurrent: number }> {
-    return this.prisma.$transaction(
-      async (tx) => {
-        await tx.$executeRaw`SELECT 1 FROM provider_key FOR UPDATE`;
-        const rows = await tx.providerKey.findMany({ orderBy: [{ applicationId: "asc" }, { provider: "asc" }] });
-        const result = { reencrypted: 0, alreadyCurrent: 0 };
-        const unreadable: string[] = [];
-        for (const row of rows) {
-          if (this.#tryDecrypt(row, this.secrets) !== undefined) {
-            result.alreadyCurrent++;
-            continue;
-          }
-          const plaintext = this.#tryDecrypt(row, previous);
-          if (plaintext === undefined) {
-            unreadable.push(`${row.applicationId}/${row.provider}`);
-            continue;
-          }
-          const encrypted = this.secrets.encrypt(plaintext, this.#associatedData(row.applicationId, row.provider as Provider));
-          await tx.providerKey.update({
-            where: { applicationId_provider: { applicationId: row.applicationId, provider: row.provider } },
-            data: { ciphertext: encrypted.ciphertext, iv: encrypted.iv, authTag: encrypted.authTag },
-          });
-          result.reencrypted++;
-        }
-        if (unreadable.length > 0) {
-          throw new Error(`neither key opens the provider keys of ${unreadable.join(", ")}: nothing was changed`);
-        }
-        // The start-up check value moves to the new key with them, or no server would start with it.
-        const check = encryptCheckValue(this.secrets);
-        await tx.$executeRaw`INSERT INTO secrets_key_check (id, ciphertext, iv, auth_tag)
-          VALUES (1, ${check.ciphertext}, ${check.iv}, ${check.authTag})
-          ON CONFLICT (id) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, iv = EXCLUDED.iv, auth_tag = EXCLUDED.auth_tag`;
-        return result;
-      },
-      { timeout: 120_000 },
-    );
+  async reencryptFrom(previous: SecretBox, tx: Prisma.TransactionClient): Promise<{ reencrypted: number; alreadyCurrent: number }> {
+    await tx.$executeRaw`SELECT 1 FROM provider_key FOR UPDATE`;
+    const rows = await tx.providerKey.findMany({ orderBy: [{ applicationId: "asc" }, { provider: "asc" }] });
+    const result = { reencrypted: 0, alreadyCurrent: 0 };
+    const unreadable: string[] = [];
+    for (const row of rows) {
+      if (this.#tryDecrypt(row, this.secrets) !== undefined) {
+        result.alreadyCurrent++;
+        continue;
+      }
+      const plaintext = this.#tryDecrypt(row, previous);
+      if (plaintext === undefined) {
+        unreadable.push(`${row.applicationId}/${row.provider}`);
+        continue;
+      }
+      const encrypted = this.secrets.encrypt(plaintext, this.#associatedData(row.applicationId, row.provider as Provider));
+      await tx.providerKey.update({
+        where: { applicationId_provider: { applicationId: row.applicationId, provider: row.provider } },
+        data: { ciphertext: encrypted.ciphertext, iv: encrypted.iv, authTag: encrypted.authTag },
+      });
+      result.reencrypted++;
+    }
+    if (unreadable.length > 0) {
+      throw new Error(`neither key opens the provider keys of ${unreadable.join(", ")}: nothing was changed`);
+    }
+    // The start-up check value moves to the new key with them, or no server would start with it.
+    const check = encryptCheckValue(this.secrets);
+    await tx.$executeRaw`INSERT INTO secrets_key_check (id, ciphertext, iv, auth_tag)
+      VALUES (1, ${check.ciphertext}, ${check.iv}, ${check.authTag})
+      ON CONFLICT (id) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, iv = EXCLUDED.iv, auth_tag = EXCLUDED.auth_tag`;
+    return result;
   }
 
   #decrypt(row: StoredProviderKey, secrets: SecretBox): string {
