@@ -410,5 +410,5 @@ describe("the receiver's address is checked again at delivery", () => {
       await receiver.close();
       await store.drop();
     }
-  });
+  }, 120_000);
 });
