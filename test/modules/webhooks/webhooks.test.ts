@@ -371,6 +371,10 @@ describe("the outbox is written in the status change's transaction", () => {
     const messages = await t.app.prisma.webhookMessage.findMany({ where: { expertJobId: { in: [kept.id, rolledBack.id] } } });
     expect(messages.map((message) => [message.expertJobId, message.type])).toEqual([[kept.id, "expert_job.canceled"]]);
     expect(await t.app.prisma.webhookDelivery.count({ where: { messageId: messages[0]!.id } })).toBe(1);
+    // The events go with their job.
+    expect((await admin(t).delete(`/expert_jobs/${kept.id}`)).statusCode).toBe(204);
+    expect(await t.app.prisma.webhookMessage.count({ where: { expertJobId: kept.id } })).toBe(0);
+    expect(await t.app.prisma.webhookDelivery.count({ where: { messageId: messages[0]!.id } })).toBe(0);
   });
 
   it("writes nothing for an application without endpoints", async () => {

@@ -63,6 +63,9 @@ CREATE INDEX "webhook_endpoint_application_id_created_at_idx" ON "webhook_endpoi
 CREATE INDEX "webhook_message_application_id_created_at_idx" ON "webhook_message"("application_id", "created_at");
 
 -- CreateIndex
+CREATE INDEX "webhook_message_expert_job_id_idx" ON "webhook_message"("expert_job_id");
+
+-- CreateIndex
 CREATE INDEX "webhook_delivery_status_next_attempt_at_idx" ON "webhook_delivery"("status", "next_attempt_at");
 
 -- CreateIndex
@@ -73,6 +76,9 @@ CREATE UNIQUE INDEX "webhook_delivery_message_id_endpoint_id_key" ON "webhook_de
 
 -- AddForeignKey
 ALTER TABLE "webhook_endpoint" ADD CONSTRAINT "webhook_endpoint_application_id_fkey" FOREIGN KEY ("application_id") REFERENCES "application"("id") ON DELETE RESTRICT ON UPDATE CASCADE;
+
+-- AddForeignKey
+ALTER TABLE "webhook_message" ADD CONSTRAINT "webhook_message_expert_job_id_fkey" FOREIGN KEY ("expert_job_id") REFERENCES "expert_job"("id") ON DELETE CASCADE ON UPDATE CASCADE;
 
 -- AddForeignKey
 ALTER TABLE "webhook_delivery" ADD CONSTRAINT "webhook_delivery_message_id_fkey" FOREIGN KEY ("message_id") REFERENCES "webhook_message"("id") ON DELETE CASCADE ON UPDATE CASCADE;
