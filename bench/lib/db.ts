@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import pg from "pg";
 import { nowMs } from "./stats.ts";
-import { actionWithoutContentSql } from "../../src/modules/checkpoints/checkpoint-action.ts";
+import { actionWithoutContent } from "../../src/modules/checkpoints/checkpoint-action.ts";
 import type { Exclusion } from "../../src/modules/checkpoints/checkpoints.schemas.ts";
 import { contextWindowUsage, openingMessages, step as makeStep, usage } from "./payloads.ts";
 
@@ -197,7 +197,7 @@ export async function rawReadCheckpoints(
   const where = select.seqs ? "c.seq = ANY ($2::int[])" : "c.seq > $2";
   const { rows } = await client.query<Record<string, string | number | null>>(
     `SELECT c.id, c.seq, c.run_id, c.step_number, c.status::text AS status, c.expert_key,
-       (${exclude.has("actionContent") ? actionWithoutContentSql("c.action") : "c.action"})::text AS action,
+       (${exclude.has("actionContent") ? actionWithoutContent : "c.action"})::text AS action,
        c.skill_name, c.tool_name, c.message_runs::text AS message_runs, ${unless("messages", "input_messages")} AS input_messages,
        ${unless("newMessages", "new_messages")} AS new_messages, ${unless("toolCall", "tool_call")} AS tool_call,
        ${unless("toolResult", "tool_result")} AS tool_result, c.usage::text AS usage, c.started_at::text AS started_at, c.finished_at::text AS finished_at

@@ -12,11 +12,11 @@ export const BASE_SKILL_PREFIX = "@perstack/base";
  */
 export const ACTION_CONTENT_FIELDS = ["content", "text", "newText", "oldText", "result", "results", "items", "args"] as const;
 
-/** The SQL twin of `withoutActionContent`, on the `json` column (kept as text: `jsonb` cannot hold every text a runtime posts). */
-export const actionWithoutContentSql = (column: string) =>
-  `CASE WHEN ${column}->>'type' = 'interactiveTool' THEN ${column}
-    ELSE (SELECT json_object_agg(field.key, field.value) FROM json_each(${column}) AS field
-      WHERE field.key <> ALL ('{${ACTION_CONTENT_FIELDS.join(",")}}'::text[])) END`;
+/**
+ * The SQL twin of `withoutActionContent`: the action's light form is stored beside it at insert (a trigger,
+ * migration 20261202060500_checkpoint_action_light, with this field list), NULL when nothing is left out.
+ */
+export const actionWithoutContent = "coalesce(c.action_light, c.action)";
 
 export function withoutActionContent(action: CheckpointAction): CheckpointAction {
   if (action.type === "interactiveTool") return action;

@@ -4,7 +4,7 @@ import { iso, type Sql } from "../../db/sql.ts";
 import type { ExpertJobStatus } from "../expert-jobs/expert-jobs.schemas.ts";
 import type { CheckpointStatus } from "../expert-jobs/job-state.ts";
 import { expertJson, parseExperts, type ExpertRecord } from "../experts/experts.sql.ts";
-import { actionWithoutContentSql } from "./checkpoint-action.ts";
+import { actionWithoutContent } from "./checkpoint-action.ts";
 import { exclusions, type Exclusion } from "./checkpoints.schemas.ts";
 
 /*
@@ -235,7 +235,7 @@ export async function storeCheckpoint(
  */
 function checkpointColumns(exclude: ReadonlySet<Exclusion>): string {
   const unless = (exclusion: Exclusion, expression: string) => (exclude.has(exclusion) ? "NULL" : expression);
-  const action = exclude.has("actionContent") ? actionWithoutContentSql("c.action") : "c.action";
+  const action = exclude.has("actionContent") ? actionWithoutContent : "c.action";
   return `c.id, c.seq, c.run_id, c.step_number, c.status::text AS status, c.expert_id, c.expert_key,
   (${action})::text AS action, c.skill_name, c.tool_name, c.delegate_to::text AS delegate_to, c.delegated_by::text AS delegated_by,
   c.message_runs::text AS message_runs, ${unless("messages", "c.input_messages::text")} AS input_messages,
