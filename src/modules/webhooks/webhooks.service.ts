@@ -1,7 +1,7 @@
 import type { Prisma, PrismaClient } from "../../generated/prisma/client.ts";
 import { NotFoundError, RequestValidationError } from "../../errors.ts";
 import { newId } from "../../lib/ids.ts";
-import type { Bytes, SecretBox } from "../../lib/secrets.ts";
+import { openSecret, reencryptSecrets, type SecretBox, type StoredSecret } from "../../lib/secrets.ts";
 import type { AdminListQuery } from "../admin/admin.schemas.ts";
 import { checkWebhookUrl, WebhookAddressError, type AddressPolicy } from "./webhook-address.ts";
 import { generateWebhookSecret } from "./webhook-sender.ts";
@@ -13,13 +13,6 @@ import {
   type WebhookEndpointView,
   type WebhookEventType,
 } from "./webhooks.schemas.ts";
-
-interface StoredSecret {
-  id: string;
-  ciphertext: Uint8Array;
-  iv: Uint8Array;
-  authTag: Uint8Array;
-}
 
 interface EndpointRow {
   id: string;
@@ -146,8 +139,8 @@ export class WebhooksService {
     return toDelivery(await this.prisma.webhookDelivery.findUniqueOrThrow({ where: { id: deliveryId }, include: deliveryInclude }));
   }
 
-  revealSecret(endpoint: StoredSecret): string {
-    return this.#decrypt(endpoint, this.secrets);
+  revealSecret(endpoint: StoredSecret & { id: string }): string {
+    return openSecret(this.secrets, endpoint, this.#associatedData(endpoint.id));
   }
 
   /**
@@ -160,39 +153,13 @@ export class WebhooksService {
       select: { id: true, ciphertext: true, iv: true, authTag: true },
       orderBy: { id: "asc" },
     });
-    const result = { reencrypted: 0, alreadyCurrent: 0 };
-    const unreadable: string[] = [];
-    for (const row of rows) {
-      if (this.#tryDecrypt(row, this.secrets) !== undefined) {
-        result.alreadyCurrent++;
-        continue;
-      }
-      const secret = this.#tryDecrypt(row, previous);
-      if (secret === undefined) {
-        unreadable.push(row.id);
-        continue;
-      }
-      await tx.webhookEndpoint.update({ where: { id: row.id }, data: this.secrets.encrypt(secret, this.#associatedData(row.id)) });
-      result.reencrypted++;
-    }
-    if (unreadable.length > 0)
-      throw new Error(`neither key opens the secrets of webhook endpoints ${unreadable.join(", ")}: nothing was changed`);
-    return result;
-  }
-
-  #decrypt(row: StoredSecret, secrets: SecretBox): string {
-    return secrets.decrypt(
-      { ciphertext: Buffer.from(row.ciphertext) as Bytes, iv: Buffer.from(row.iv) as Bytes, authTag: Buffer.from(row.authTag) as Bytes },
-      this.#associatedData(row.id),
+    return reencryptSecrets(
+      rows,
+      { previous, next: this.secrets },
+      (row) => ({ associatedData: this.#associatedData(row.id), name: row.id }),
+      (row, encrypted) => tx.webhookEndpoint.update({ where: { id: row.id }, data: encrypted }),
+      "the secrets of webhook endpoints",
     );
-  }
-
-  #tryDecrypt(row: StoredSecret, secrets: SecretBox): string | undefined {
-    try {
-      return this.#decrypt(row, secrets);
-    } catch {
-      return undefined;
-    }
   }
 
   async #requireApplication(id: string) {

@@ -5,18 +5,19 @@ import { reasons } from "../../../src/errors.ts";
 import { startTestApp, type TestApp } from "../../helpers/app.ts";
 import { api, formData, seedSiblingApplication, seedTenant, type Tenant } from "../../helpers/fixtures.ts";
 
-describe("POST /expert_jobs with Idempotency-Key", () => {
-  let t: TestApp;
-  let tenant: Tenant;
-  let baseUrl: string;
-  beforeAll(async () => {
-    t = await startTestApp();
-    tenant = await seedTenant(t.app);
-    await t.app.listen({ port: 0, host: "127.0.0.1" });
-    baseUrl = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
-  });
-  afterAll(async () => t.close());
+// One server (real HTTP) for both parts: the API and the typed client.
+let t: TestApp;
+let tenant: Tenant;
+let baseUrl: string;
+beforeAll(async () => {
+  t = await startTestApp();
+  tenant = await seedTenant(t.app);
+  await t.app.listen({ port: 0, host: "127.0.0.1" });
+  baseUrl = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+});
+afterAll(async () => t.close());
 
+describe("POST /expert_jobs with Idempotency-Key", () => {
   let keyCounter = 0;
   const freshKey = () => `key-${Date.now()}-${++keyCounter}`;
   const body = (query = "Do it") => ({ expertKey: tenant.expert.key, query });
@@ -204,17 +205,6 @@ describe("POST /expert_jobs with Idempotency-Key", () => {
 });
 
 describe("the typed client's start", () => {
-  let t: TestApp;
-  let tenant: Tenant;
-  let baseUrl: string;
-  beforeAll(async () => {
-    t = await startTestApp();
-    tenant = await seedTenant(t.app);
-    await t.app.listen({ port: 0, host: "127.0.0.1" });
-    baseUrl = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
-  });
-  afterAll(async () => t.close());
-
   it("sends an Idempotency-Key and retries a start whose answer was lost without starting a second job", async () => {
     const sent: Array<string | null> = [];
     let lost = 0;
