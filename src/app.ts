@@ -4,7 +4,7 @@ import multipart from "@fastify/multipart";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import type { Config } from "./config.ts";
+import type { Config, WebhookConfig } from "./config.ts";
 import { RequestValidationError } from "./errors.ts";
 import { MAX_JSON_DEPTH, unstorableJson } from "./lib/json-limits.ts";
 import { authPlugin, type AuthFailureLimit } from "./plugins/auth.ts";
@@ -20,6 +20,7 @@ import { runtimePlugin } from "./plugins/runtime.ts";
 import { servicesPlugin } from "./plugins/services.ts";
 import { streamHubPlugin } from "./plugins/stream-hub.ts";
 import { jobChangesDefaults, jobChangesPlugin } from "./plugins/job-changes.ts";
+import { webhookDeliveryPlugin } from "./plugins/webhook-delivery.ts";
 import { dashboardRoutes } from "./dashboard/dashboard.routes.ts";
 import { adminRoutes } from "./modules/admin/admin.routes.ts";
 import { checkpointStreamRoutes } from "./modules/checkpoints/checkpoint-stream.routes.ts";
@@ -29,6 +30,8 @@ import { expertJobStreamRoutes } from "./modules/expert-jobs/expert-job-stream.r
 import { healthRoutes } from "./modules/health/health.routes.ts";
 import type { RetentionBatches } from "./modules/expert-jobs/job-retention.service.ts";
 import { runtimeRoutes } from "./modules/runtime/runtime.routes.ts";
+import { webhookDeliveryDefaults } from "./modules/webhooks/webhook-delivery.service.ts";
+import { webhookAdminRoutes } from "./modules/webhooks/webhooks.routes.ts";
 
 type LimitSettings =
   | "rateLimitPerMinute"
@@ -40,8 +43,10 @@ type LimitSettings =
   | "sseCacheBytes";
 
 /** The limits the environment sets (RATE_LIMIT_PER_MINUTE, MAX_STREAMS_PER_KEY, AUTH_FAILURES_PER_MINUTE, SSE_*) reach the app as `BuildAppOptions` (see `appLimits`). */
-export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | LimitSettings | NotifySettings> & {
+export type AppConfig = Omit<Config, "secretsKey" | "port" | "host" | "webhooks" | LimitSettings | NotifySettings> & {
   secretsKey: Buffer;
+  /** Defaults: `webhookDeliveryDefaults`. */
+  webhooks?: Partial<WebhookConfig>;
 } & Partial<Pick<Config, NotifySettings>>;
 
 /** Default: PostgreSQL NOTIFY (in process on PGlite), with a safety re-read every `defaultSafetyIntervalMs`. */
@@ -105,6 +110,8 @@ export interface BuildAppOptions {
   timeouts?: Partial<ServerTimeouts>;
   /** How long shutdown waits for requests in flight (default 1.5 s). */
   shutdownDrainMs?: number;
+  /** Beyond WEBHOOK_TIMEOUT_MS, how long a claimed webhook delivery is kept from other instances (default 5 s). */
+  webhookClaimMarginMs?: number;
 }
 
 export interface ServerTimeouts {
@@ -277,6 +284,7 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
         { name: "checkpoints", description: "Read, list and stream a job's checkpoints (client key)" },
         { name: "runtime", description: "Claim jobs, post checkpoints, report status (runtime key)" },
         { name: "admin", description: "Organizations, applications, keys and experts (ADMIN_TOKEN)" },
+        { name: "webhooks", description: "Webhook endpoints, their delivery log, redelivery (ADMIN_TOKEN)" },
         { name: "operations", description: "Health and metrics (no key)" },
       ],
     },
@@ -307,10 +315,16 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
     connectTimeoutMs:
       options.notifications?.connectTimeoutMs ?? (config.database.kind === "postgres" ? config.database.connectTimeoutMs : undefined),
   });
+  const webhooks = {
+    ...webhookDeliveryDefaults,
+    ...config.webhooks,
+    ...(options.webhookClaimMarginMs !== undefined && { claimMarginMs: options.webhookClaimMarginMs }),
+  };
   await app.register(servicesPlugin, {
     secretsKey: config.secretsKey,
     leaseMs: config.leaseMs,
     retentionBatches: options.retentionBatches,
+    webhookPolicy: { allowPrivate: webhooks.allowPrivate },
   });
   await app.register(streamHubPlugin, {
     heartbeatMs: config.sseHeartbeatMs,
@@ -328,6 +342,7 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
   });
   await app.register(runtimePlugin, { leaseMs: config.leaseMs, pausedJobTtlMs: config.pausedJobTtlMs });
   await app.register(jobSweeperPlugin, { intervalMs: options.sweepIntervalMs ?? 5_000, jobRetentionMs: config.jobRetentionMs });
+  await app.register(webhookDeliveryPlugin, webhooks);
   // After the stream hub and the runtime: its preClose waits for what theirs leave in flight.
   await app.register(requestDrainPlugin, { timeoutMs: options.shutdownDrainMs ?? 1_500 });
 
@@ -348,6 +363,7 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
       async (admin) => {
         admin.addHook("onRequest", admin.authenticateAdmin);
         await admin.register(adminRoutes);
+        await admin.register(webhookAdminRoutes);
       },
       { prefix: "/api/admin/v1" },
     );

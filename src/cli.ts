@@ -69,14 +69,14 @@ const commands: Record<string, Command> = {
   "secrets rotate": {
     usage: "secrets rotate",
     summary:
-      "Re-encrypt every provider key from OLD_SECRETS_KEY to NEW_SECRETS_KEY, in the database of DATABASE_URL or DATA_DIR (servers stopped; safe to re-run)",
+      "Re-encrypt every provider key and webhook secret from OLD_SECRETS_KEY to NEW_SECRETS_KEY, in the database of DATABASE_URL or DATA_DIR (servers stopped; safe to re-run)",
     arity: [0, 0],
     run: async () => {
       const [previous, next] = [secretsKeyFromEnv("OLD_SECRETS_KEY"), secretsKeyFromEnv("NEW_SECRETS_KEY")];
       const { database } = loadConfig({ ...process.env, SECRETS_KEY: next.toString("base64") });
       const { rotateSecrets } = await import("./modules/provider-keys/rotate-secrets.ts");
       const result = await rotateSecrets(database, previous, next);
-      process.stdout.write(JSON.stringify({ data: { providerKeys: result } }, null, 2) + "\n");
+      process.stdout.write(JSON.stringify({ data: result }, null, 2) + "\n");
       return 0;
     },
   },
@@ -105,6 +105,41 @@ const commands: Record<string, Command> = {
     1,
     ([applicationId]) => `/applications/${segment(applicationId!)}/provider_keys`,
   ),
+  "webhook list": list(
+    "webhook list <applicationId>",
+    "List an application's webhook endpoints (never their secrets)",
+    1,
+    ([applicationId]) => `/applications/${segment(applicationId!)}/webhook_endpoints`,
+  ),
+  "webhook deliveries": list(
+    "webhook deliveries <webhookEndpointId>",
+    "The delivery log of a webhook endpoint: each event's status and every attempt",
+    1,
+    ([webhookEndpointId]) => `/webhook_endpoints/${segment(webhookEndpointId!)}/deliveries`,
+  ),
+  "webhook create": {
+    usage: "webhook create <applicationId> <url> [--event expert_job.<status>]...",
+    summary: "Register a webhook endpoint (its signing secret is printed only this once; without --event: every event)",
+    arity: [2, 0],
+    options: { event: { type: "string", multiple: true } },
+    request: ([applicationId, url], { event }) => ({
+      method: "POST",
+      path: `/applications/${segment(applicationId!)}/webhook_endpoints`,
+      body: { url, ...(event !== undefined && { eventTypes: event }) },
+    }),
+  },
+  "webhook delete": {
+    usage: "webhook delete <webhookEndpointId>",
+    summary: "Delete a webhook endpoint with its pending deliveries and log",
+    arity: [1, 0],
+    request: ([webhookEndpointId]) => ({ method: "DELETE", path: `/webhook_endpoints/${segment(webhookEndpointId!)}` }),
+  },
+  "webhook redeliver": {
+    usage: "webhook redeliver <webhookDeliveryId>",
+    summary: "Send an event again to its endpoint (same webhook-id and body)",
+    arity: [1, 0],
+    request: ([webhookDeliveryId]) => ({ method: "POST", path: `/webhook_deliveries/${segment(webhookDeliveryId!)}/redeliver` }),
+  },
   "org create": {
     usage: "org create <name>",
     summary: "Create an organization",

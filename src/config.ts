@@ -34,6 +34,13 @@ export const EnvSchema = Type.Object({
   NATS_URL: Type.String({ default: "nats://127.0.0.1:4222", minLength: 1 }),
   NATS_SUBJECT_PREFIX: Type.String({ default: "expert_jobs", pattern: "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$" }),
   NOTIFY_SAFETY_INTERVAL_MS: IntegerString(5_000, 100),
+  WEBHOOK_ALLOW_PRIVATE: Type.Boolean({ default: false }),
+  WEBHOOK_TIMEOUT_MS: IntegerString(10_000, 100, 300_000),
+  WEBHOOK_RETRY_WINDOW_MS: IntegerString(24 * 60 * 60 * 1000, 0),
+  WEBHOOK_RETRY_BASE_MS: IntegerString(5_000, 10),
+  WEBHOOK_RETRY_MAX_DELAY_MS: IntegerString(60 * 60 * 1000, 10),
+  WEBHOOK_POLL_INTERVAL_MS: IntegerString(1_000, 10),
+  WEBHOOK_CONCURRENCY: IntegerString(10, 1, 1000),
 });
 
 export type Database =
@@ -47,6 +54,22 @@ export type Database =
  * LISTEN, or core NATS, one subject per channel under `subjectPrefix`. Embedded PGlite notifies in process.
  */
 export type NotifyBackend = { kind: "postgres" } | { kind: "nats"; servers: string[]; subjectPrefix: string };
+/** Webhook delivery (WEBHOOK_*). */
+export interface WebhookConfig {
+  /** Loopback and private ranges allowed as receivers (on-premise); link-local and metadata addresses never are. */
+  allowPrivate: boolean;
+  /** One attempt: connect, send, the answer's status. */
+  timeoutMs: number;
+  /** Retries stop (the delivery is failed) once the next would start later than this after the event. */
+  retryWindowMs: number;
+  /** The first retry's delay; each further one doubles it (with jitter), up to retryMaxDelayMs. */
+  retryBaseMs: number;
+  retryMaxDelayMs: number;
+  /** How often each instance looks for due deliveries (retries); new events wake it at once. */
+  pollIntervalMs: number;
+  /** Deliveries one instance sends at a time. */
+  concurrency: number;
+}
 
 export interface Config {
   port: number;
@@ -84,6 +107,7 @@ export interface Config {
   notify: NotifyBackend;
   /** How often open streams and waiting claims check the database for what a lost notification would have told them. */
   notifySafetyIntervalMs: number;
+  webhooks: WebhookConfig;
 }
 
 /** TRUST_PROXY: `true` (any proxy), or the proxies' addresses and CIDR ranges, comma-separated. */
@@ -167,5 +191,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
         ? { kind: "nats" as const, servers: natsServers, subjectPrefix: values.NATS_SUBJECT_PREFIX }
         : { kind: "postgres" as const },
     notifySafetyIntervalMs: values.NOTIFY_SAFETY_INTERVAL_MS,
+    webhooks: {
+      allowPrivate: values.WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: values.WEBHOOK_TIMEOUT_MS,
+      retryWindowMs: values.WEBHOOK_RETRY_WINDOW_MS,
+      retryBaseMs: values.WEBHOOK_RETRY_BASE_MS,
+      retryMaxDelayMs: values.WEBHOOK_RETRY_MAX_DELAY_MS,
+      pollIntervalMs: values.WEBHOOK_POLL_INTERVAL_MS,
+      concurrency: values.WEBHOOK_CONCURRENCY,
+    },
   });
 }

@@ -17,6 +17,7 @@ export const reasons = {
   unableToContinue: "Current status is unable to continue",
   unableToCancel: "Current status is unable to cancel",
   providerKeyNotFound: "Provider API key not found",
+  idempotencyKeyReused: "Idempotency-Key was already used with another request body",
   runtimeScopeRequired: "This endpoint requires an API key with the runtime scope",
   leaseNotCurrent: "Lease token is not the job's current lease: the job was requeued, claimed again or taken back",
 } as const;

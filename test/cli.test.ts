@@ -124,6 +124,28 @@ describe("cli", () => {
     expect((await start.json()).data.expertJob).toMatchObject({ status: "queued", expertKey: "writer@stable" });
   });
 
+  it("registers, lists and deletes webhook endpoints, and shows and redelivers their deliveries", async () => {
+    const tenant = await seedTenant(t.app);
+    // TEST-NET-3: public, so allowed without WEBHOOK_ALLOW_PRIVATE; nothing answers there.
+    const url = "https://203.0.113.9/hooks";
+    const { webhookEndpoint } = await cliJson("webhook", "create", tenant.applicationId, url, "--event", "expert_job.canceled");
+    expect(webhookEndpoint).toMatchObject({ url, eventTypes: ["expert_job.canceled"], secret: expect.stringMatching(/^whsec_/) });
+    const { secret: _secret, ...listedShape } = webhookEndpoint;
+    expect((await cliJson("webhook", "list", tenant.applicationId)).webhookEndpoints).toEqual([listedShape]);
+
+    const { job } = await jobInStatus(t.app, tenant, "canceled");
+    const { webhookDeliveries } = await cliJson("webhook", "deliveries", webhookEndpoint.id);
+    expect(webhookDeliveries).toMatchObject([{ expertJobId: job.id, eventType: "expert_job.canceled" }]);
+    const { webhookDelivery } = await cliJson("webhook", "redeliver", webhookDeliveries[0].id);
+    expect(webhookDelivery).toMatchObject({ id: webhookDeliveries[0].id, status: "pending", webhookId: webhookDeliveries[0].webhookId });
+
+    const deleted = await cli(["webhook", "delete", webhookEndpoint.id]);
+    expect(deleted).toMatchObject({ code: 0, stdout: "" });
+    const again = await cli(["webhook", "delete", webhookEndpoint.id]);
+    expect(again.code).toBe(1);
+    expect(JSON.parse(again.stderr)).toMatchObject({ code: 404, reason: "Webhook endpoint not found" });
+  }, 120_000);
+
   it("lists organizations, applications, experts, API keys and provider keys as JSON, paged", async () => {
     const organization = (await cliJson("org", "create", `list-${createId().slice(0, 8)}`)).organization;
     const application = (await cliJson("app", "create", organization.id, "web")).application;

@@ -54,3 +54,56 @@ export function parseApiKey(key: string): { id: string; secret: string } | undef
 
 export const apiKeySecretMatches = (secret: string, secretHash: Uint8Array): boolean =>
   secretHash.length === 32 && timingSafeEqual(sha256(secret), secretHash);
+
+/** A row's encrypted secret as Prisma reads it. */
+export interface StoredSecret {
+  ciphertext: Uint8Array;
+  iv: Uint8Array;
+  authTag: Uint8Array;
+}
+
+export const openSecret = (secrets: SecretBox, row: StoredSecret, associatedData: string): string =>
+  secrets.decrypt(
+    { ciphertext: Buffer.from(row.ciphertext) as Bytes, iv: Buffer.from(row.iv) as Bytes, authTag: Buffer.from(row.authTag) as Bytes },
+    associatedData,
+  );
+
+function tryOpenSecret(secrets: SecretBox, row: StoredSecret, associatedData: string): string | undefined {
+  try {
+    return openSecret(secrets, row, associatedData);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Secrets rotation for one table's rows: each secret from `previous` to `next`, saved by `save`. Rows
+ * `next` already opens are left alone, so running it again is harmless; rows neither opens throw (listed
+ * by name, after `what`) and the caller's transaction rolls back.
+ */
+export async function reencryptSecrets<Row extends StoredSecret>(
+  rows: Row[],
+  keys: { previous: SecretBox; next: SecretBox },
+  describe: (row: Row) => { associatedData: string; name: string },
+  save: (row: Row, encrypted: EncryptedSecret) => Promise<unknown>,
+  what: string,
+): Promise<{ reencrypted: number; alreadyCurrent: number }> {
+  const result = { reencrypted: 0, alreadyCurrent: 0 };
+  const unreadable: string[] = [];
+  for (const row of rows) {
+    const { associatedData, name } = describe(row);
+    if (tryOpenSecret(keys.next, row, associatedData) !== undefined) {
+      result.alreadyCurrent++;
+      continue;
+    }
+    const plaintext = tryOpenSecret(keys.previous, row, associatedData);
+    if (plaintext === undefined) {
+      unreadable.push(name);
+      continue;
+    }
+    await save(row, keys.next.encrypt(plaintext, associatedData));
+    result.reencrypted++;
+  }
+  if (unreadable.length > 0) throw new Error(`neither key opens ${what} ${unreadable.join(", ")}: nothing was changed`);
+  return result;
+}

@@ -8,7 +8,8 @@ export interface JobSweeperOptions {
 
 /**
  * Periodically takes back jobs whose runtime went silent and expires paused jobs (RuntimeService.sweep),
- * then, with a retention period, deletes finished jobs past it (JobRetentionService).
+ * forgets start idempotency keys past their 24 hours, then, with a retention period, deletes finished jobs
+ * past it (JobRetentionService).
  * Every instance runs one; SKIP LOCKED keeps them from changing a job twice. Runs are chained with
  * setTimeout, never overlapping, and the last one finishes before the database closes.
  */
@@ -24,6 +25,7 @@ export const jobSweeperPlugin = fp<JobSweeperOptions>(
           .sweep()
           .then(async (result) => {
             if (result.requeued + result.failed + result.canceled + result.expired > 0) app.log.info({ sweep: result }, "jobs swept");
+            await app.expertJobs.deleteExpiredIdempotencyKeys();
             if (jobRetentionMs === undefined) return;
             const deleted = await app.jobRetention.deleteFinishedBefore(new Date(Date.now() - jobRetentionMs));
             if (deleted > 0) app.log.info({ deleted, jobRetentionMs }, "finished jobs past retention deleted");

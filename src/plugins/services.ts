@@ -7,6 +7,8 @@ import { JobRetentionService, type RetentionBatches } from "../modules/expert-jo
 import { ExpertsService } from "../modules/experts/experts.service.ts";
 import { ProviderKeysService } from "../modules/provider-keys/provider-keys.service.ts";
 import { verifySecretsKey } from "../modules/provider-keys/secrets-key-check.ts";
+import type { AddressPolicy } from "../modules/webhooks/webhook-address.ts";
+import { WebhooksService } from "../modules/webhooks/webhooks.service.ts";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -16,6 +18,7 @@ declare module "fastify" {
     checkpoints: CheckpointsService;
     admin: AdminService;
     jobRetention: JobRetentionService;
+    webhooks: WebhooksService;
   }
 }
 
@@ -23,10 +26,11 @@ export interface ServicesOptions {
   secretsKey: Buffer;
   leaseMs: number;
   retentionBatches?: RetentionBatches;
+  webhookPolicy: AddressPolicy;
 }
 
 export const servicesPlugin = fp<ServicesOptions>(
-  async (app, { secretsKey, leaseMs, retentionBatches }) => {
+  async (app, { secretsKey, leaseMs, retentionBatches, webhookPolicy }) => {
     const secrets = new SecretBox(secretsKey);
     await verifySecretsKey(app.prisma, secrets);
     const experts = new ExpertsService(app.prisma, app.sql);
@@ -37,6 +41,7 @@ export const servicesPlugin = fp<ServicesOptions>(
     app.decorate("checkpoints", new CheckpointsService(app.prisma, experts, leaseMs, app.sql, app.notifier));
     app.decorate("admin", new AdminService(app.prisma, experts, providerKeys, app.notifier));
     app.decorate("jobRetention", new JobRetentionService(app.prisma, retentionBatches));
+    app.decorate("webhooks", new WebhooksService(app.prisma, secrets, webhookPolicy));
   },
   { name: "services", dependencies: ["database", "notifications"], fastify: "5.x" },
 );

@@ -68,6 +68,36 @@ const LEASE_TOKEN_HEADER = "perstack-lease-token";
 /** Statuses in which a runtime goes on running a job it claimed. */
 const runningStatuses: ReadonlySet<ExpertJobStatus> = new Set(["processing", "requestDelegateResult"]);
 
+export interface StartOptions extends RequestOptions {
+  /** Sent as `Idempotency-Key`; by default a fresh random UUID per `start` call, shared by its retries. */
+  idempotencyKey?: string;
+  /**
+   * Retries after a network error or a 502/503/504 (the request may or may not have reached the server: the
+   * key makes a retry return the job a first attempt started instead of starting another). Default 3; 0: none.
+   */
+  retries?: number;
+}
+
+/** A request that never got an answer (connection refused or reset, DNS): fetch rejects with a TypeError. */
+const isNetworkError = (error: unknown): boolean => error instanceof TypeError;
+const RETRY_STATUSES = new Set([502, 503, 504]);
+const retryDelayMs = (attempt: number) => Math.min(4_000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
 type Query = Record<string, string | number | boolean | readonly string[] | undefined>;
 
 const STUDIO = "/api/studio/v1";
@@ -167,8 +197,19 @@ export class ExpertJobsApi {
     this.checkpoints = new CheckpointsApi(http);
   }
 
-  start(body: StartExpertJobBody, options?: RequestOptions): Promise<ExpertJob> {
-    return unwrap(this.#http.request("POST", `${STUDIO}/expert_jobs`, body, options), "expertJob");
+  /** Starts a job; retried on network errors under one `Idempotency-Key`, so a retry never starts a second job. */
+  async start(body: StartExpertJobBody, options: StartOptions = {}): Promise<ExpertJob> {
+    const headers = { "idempotency-key": options.idempotencyKey ?? globalThis.crypto.randomUUID() };
+    const retries = options.retries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await unwrap(this.#http.request("POST", `${STUDIO}/expert_jobs`, body, options, headers), "expertJob");
+      } catch (error) {
+        const retryable = isNetworkError(error) || (error instanceof ExpertJobsApiError && RETRY_STATUSES.has(error.code));
+        if (!retryable || attempt >= retries || options.signal?.aborted) throw error;
+        await sleep(retryDelayMs(attempt), options.signal);
+      }
+    }
   }
 
   get(expertJobId: string, options?: RequestOptions): Promise<ExpertJob> {

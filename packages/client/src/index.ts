@@ -1,5 +1,5 @@
 export { createClient, ExpertJobsClient, ExpertJobsApi, CheckpointsApi, RuntimeApi } from "./client.ts";
-export type { ClientOptions, JobWatch, RequestOptions, RuntimeRequestOptions, WatchOptions } from "./client.ts";
+export type { ClientOptions, JobWatch, RequestOptions, RuntimeRequestOptions, StartOptions, WatchOptions } from "./client.ts";
 export { ExpertJobInterruptedError, ExpertJobsApiError, ExpertJobsStreamError } from "./errors.ts";
 export type { RetryOptions, StreamOptions } from "./stream.ts";
 export { parseEventStream, type SseItem } from "./sse.ts";

@@ -88,6 +88,22 @@ export const StartExpertJobBodySchema = Type.Object(
 );
 export type StartExpertJobBody = Static<typeof StartExpertJobBodySchema>;
 
+/** How long a start's `Idempotency-Key` is remembered. */
+export const IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+export const IdempotencyKeySchema = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  pattern: "^[!-~]+$",
+  description:
+    "1–255 printable ASCII characters, no spaces (a UUID is a good key). A retry with the same key and the same body within " +
+    "24 hours gets the job the first request started, as it is now (and `Idempotent-Replayed: true`); the same key with " +
+    "another body gets 409. Keys are per application; only starts that succeeded are remembered.",
+  examples: ["9f2c4b1e-7d3a-4e5f-8a6b-0c1d2e3f4a5b"],
+});
+
+export const StartExpertJobHeadersSchema = Type.Object({ "idempotency-key": Type.Optional(IdempotencyKeySchema) });
+
 const ContinueFieldsSchema = {
   query: Type.Optional(QuerySchema),
   interactiveToolCallResult: Type.Optional(

@@ -9,6 +9,7 @@ import {
   ListExpertJobsQuerySchema,
   ResumeExpertJobBodySchema,
   StartExpertJobBodySchema,
+  StartExpertJobHeadersSchema,
 } from "./expert-jobs.schemas.ts";
 
 export const expertJobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -19,12 +20,21 @@ export const expertJobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: "postApiStudioV1Expert_jobs",
         summary: "Start an expert job",
         tags: ["expert jobs"],
+        description:
+          "Queues a job. Send an `Idempotency-Key` to retry safely: a retry with the same key and body within 24 hours " +
+          "answers with the job the first request started (header `Idempotent-Replayed: true`) instead of starting another; " +
+          "the same key with another body is a 409. Without the header every request starts a job.",
         consumes: ["application/json", "multipart/form-data"],
+        headers: StartExpertJobHeadersSchema,
         body: StartExpertJobBodySchema,
-        response: { 200: ExpertJobEnvelopeSchema, ...errorResponses(400, 401, 422) },
+        response: { 200: ExpertJobEnvelopeSchema, ...errorResponses(400, 401, 409, 422) },
       },
     },
-    async (request) => ({ data: { expertJob: await app.expertJobs.start(request.principal, request.body) } }),
+    async (request, reply) => {
+      const { expertJob, replayed } = await app.expertJobs.start(request.principal, request.body, request.headers["idempotency-key"]);
+      if (replayed) reply.header("idempotent-replayed", "true");
+      return { data: { expertJob } };
+    },
   );
 
   app.get(

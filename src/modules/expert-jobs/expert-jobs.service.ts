@@ -1,5 +1,6 @@
 import type { Prisma, PrismaClient } from "../../generated/prisma/client.ts";
-import { BadRequestError, NotFoundError, reasons } from "../../errors.ts";
+import { BadRequestError, ConflictError, NotFoundError, reasons } from "../../errors.ts";
+import { canonicalJsonHash } from "../../lib/canonical-json.ts";
 import { newId } from "../../lib/ids.ts";
 import { escapeLike } from "../../lib/text.ts";
 import { defaultModel, providerOf } from "../../lib/models.ts";
@@ -10,6 +11,7 @@ import { toExpertDigest, type ExpertsService } from "../experts/experts.service.
 import type { ProviderKeysService } from "../provider-keys/provider-keys.service.ts";
 import {
   fileList,
+  IDEMPOTENCY_WINDOW_MS,
   type ContinueExpertJobBody,
   type ExpertJob,
   type ExpertJobStatus,
@@ -51,6 +53,20 @@ export function toExpertJob(row: ExpertJobRow): ExpertJob {
   };
 }
 
+export interface StartedJob {
+  expertJob: ExpertJob;
+  /** An earlier start with the same idempotency key and body created it. */
+  replayed: boolean;
+}
+
+interface Idempotency {
+  key: string;
+  requestHash: string;
+}
+
+/** Rolls back a start whose idempotency key a concurrent start took first. */
+class IdempotencyKeyTaken extends Error {}
+
 export const hasQueryOrFiles = (query: string | undefined, files: string | string[] | undefined): boolean =>
   (query !== undefined && query !== "") || fileList(files).length > 0;
 
@@ -62,35 +78,98 @@ export class ExpertJobsService {
     private readonly notifier: Notifier,
   ) {}
 
-  async start(principal: Principal, body: StartExpertJobBody): Promise<ExpertJob> {
+  /**
+   * Queues a new job. With an idempotency key, a retry of the same body within the window returns the job
+   * the first request started (`replayed`), and another body under the key is a 409. The key's row is
+   * written in the job's transaction: of concurrent retries, the first insert wins, the others wait for
+   * its commit on the unique key, roll their own job back and answer with the winner's.
+   */
+  async start(principal: Principal, body: StartExpertJobBody, idempotencyKey?: string): Promise<StartedJob> {
+    const idempotency = idempotencyKey === undefined ? undefined : { key: idempotencyKey, requestHash: canonicalJsonHash(body) };
+    if (idempotency) {
+      const earlier = await this.#earlierStart(principal, idempotency);
+      if (earlier) return earlier;
+    }
     if (!hasQueryOrFiles(body.query, body.files)) throw new BadRequestError(reasons.queryOrFilesRequired);
     const expert = await this.experts.resolve(principal.organizationId, body.expertKey);
     if (!expert) throw new BadRequestError(reasons.expertNotFound);
     const model = body.model ?? defaultModel;
     await this.requireProviderKey(principal.applicationId, model);
-    const row = await this.prisma.$transaction(async (tx) => {
-      const created = await tx.expertJob.create({
-        data: {
-          id: newId(),
-          organizationId: principal.organizationId,
-          applicationId: principal.applicationId,
-          expertId: expert.id,
-          expertKey: body.expertKey,
-          status: "queued",
-          ...(body.query !== undefined && body.query !== "" && { query: body.query }),
-          files: fileList(body.files),
-          model,
-          temperature: body.temperature ?? 0,
-          maxSteps: body.maxSteps ?? 100,
-          maxRetries: body.maxRetries ?? 5,
-          usage: emptyUsage(),
-        },
-        include: expertJobInclude,
+    let row: ExpertJobRow;
+    try {
+      row = await this.prisma.$transaction(async (tx) => {
+        const created = await tx.expertJob.create({
+          data: {
+            id: newId(),
+            organizationId: principal.organizationId,
+            applicationId: principal.applicationId,
+            expertId: expert.id,
+            expertKey: body.expertKey,
+            status: "queued",
+            ...(body.query !== undefined && body.query !== "" && { query: body.query }),
+            files: fileList(body.files),
+            model,
+            temperature: body.temperature ?? 0,
+            maxSteps: body.maxSteps ?? 100,
+            maxRetries: body.maxRetries ?? 5,
+            usage: emptyUsage(),
+          },
+          include: expertJobInclude,
+        });
+        if (idempotency && !(await this.#rememberStart(tx, principal.applicationId, idempotency, created.id))) {
+          throw new IdempotencyKeyTaken();
+        }
+        return created;
       });
-      return created;
-    });
+    } catch (error) {
+      if (!(error instanceof IdempotencyKeyTaken)) throw error;
+      // A concurrent request with the key committed first (its row is visible now): answer as a retry of it.
+      const earlier = await this.#earlierStart(principal, idempotency!);
+      if (earlier) return earlier;
+      throw error;
+    }
     this.notifier.expertJobChanged({ expertJobId: row.id, applicationId: row.applicationId, status: row.status });
-    return toExpertJob(row);
+    return { expertJob: toExpertJob(row), replayed: false };
+  }
+
+  /** The job an earlier start with this key created (undefined: none within the window); 409 for another body. */
+  async #earlierStart(principal: Principal, idempotency: Idempotency): Promise<StartedJob | undefined> {
+    const earlier = await this.prisma.idempotencyKey.findUnique({
+      where: { applicationId_key: { applicationId: principal.applicationId, key: idempotency.key } },
+      select: { requestHash: true, expertJobId: true, createdAt: true },
+    });
+    if (!earlier || earlier.createdAt.getTime() <= Date.now() - IDEMPOTENCY_WINDOW_MS) return undefined;
+    if (earlier.requestHash !== idempotency.requestHash) throw new ConflictError(reasons.idempotencyKeyReused);
+    return { expertJob: await this.get(principal, earlier.expertJobId), replayed: true };
+  }
+
+  /**
+   * Records the key for the new job; false when a live row holds it (committed by a concurrent request,
+   * which this insert waited for). A row past the window is taken over.
+   */
+  async #rememberStart(tx: Prisma.TransactionClient, applicationId: string, idempotency: Idempotency, expertJobId: string) {
+    const windowStart = new Date(Date.now() - IDEMPOTENCY_WINDOW_MS);
+    const taken = await tx.$queryRaw<Array<{ expert_job_id: string }>>`
+      INSERT INTO idempotency_key (application_id, key, request_hash, expert_job_id)
+      VALUES (${applicationId}, ${idempotency.key}, ${idempotency.requestHash}, ${expertJobId})
+      ON CONFLICT (application_id, key) DO UPDATE
+        SET request_hash = EXCLUDED.request_hash, expert_job_id = EXCLUDED.expert_job_id, created_at = EXCLUDED.created_at
+        WHERE idempotency_key.created_at <= ${windowStart.toISOString()}::timestamptz
+      RETURNING expert_job_id`;
+    return taken.length === 1;
+  }
+
+  /** Forgets idempotency keys past the window, in bounded batches (the sweeper calls it). */
+  async deleteExpiredIdempotencyKeys(now = new Date(), batchSize = 1000): Promise<number> {
+    const before = new Date(now.getTime() - IDEMPOTENCY_WINDOW_MS).toISOString();
+    let deleted = 0;
+    for (;;) {
+      const count = await this.prisma.$executeRaw`
+        DELETE FROM idempotency_key WHERE ctid IN (
+          SELECT ctid FROM idempotency_key WHERE created_at <= ${before}::timestamptz LIMIT ${batchSize})`;
+      deleted += count;
+      if (count < batchSize) return deleted;
+    }
   }
 
   async requireProviderKey(applicationId: string, model: Model): Promise<void> {

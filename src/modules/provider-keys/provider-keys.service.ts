@@ -1,15 +1,7 @@
 import type { Prisma, PrismaClient } from "../../generated/prisma/client.ts";
-import type { Bytes, SecretBox } from "../../lib/secrets.ts";
+import { openSecret, reencryptSecrets, type SecretBox } from "../../lib/secrets.ts";
 import type { Provider } from "../../lib/models.ts";
 import { encryptCheckValue } from "./secrets-key-check.ts";
-
-interface StoredProviderKey {
-  applicationId: string;
-  provider: string;
-  ciphertext: Uint8Array;
-  iv: Uint8Array;
-  authTag: Uint8Array;
-}
 
 export interface ProviderKeyInfo {
   provider: Provider;
@@ -84,7 +76,7 @@ export class ProviderKeysService {
     const row = await db.providerKey.findUnique({ where: { applicationId_provider: { applicationId, provider } } });
     if (!row) return undefined;
     try {
-      return this.#decrypt(row, this.secrets);
+      return openSecret(this.secrets, row, this.#associatedData(row.applicationId, row.provider as Provider));
     } catch (error) {
       // Logged (masked as a 500): the check at start-up makes this a row written with another key, or altered.
       throw new Error(`the ${provider} key of application ${applicationId} cannot be decrypted with this SECRETS_KEY`, { cause: error });
@@ -92,60 +84,32 @@ export class ProviderKeysService {
   }
 
   /**
-   * Re-encrypts every stored provider key from the `previous` secrets key to this service's, in one
-   * transaction. Keys this service's key already opens are left alone, so running it again is harmless;
-   * a key that neither opens stops it with nothing changed.
+   * Re-encrypts every stored provider key from the `previous` secrets key to this service's, in the
+   * caller's transaction (secrets rotation). Keys this service's key already opens are left alone, so
+   * running it again is harmless; a key that neither opens throws, and the caller rolls back.
    */
-  async reencryptFrom(previous: SecretBox): Promise<{ reencrypted: number; alreadyCurrent: number }> {
-    return this.prisma.$transaction(
-      async (tx) => {
-        await tx.$executeRaw`SELECT 1 FROM provider_key FOR UPDATE`;
-        const rows = await tx.providerKey.findMany({ orderBy: [{ applicationId: "asc" }, { provider: "asc" }] });
-        const result = { reencrypted: 0, alreadyCurrent: 0 };
-        const unreadable: string[] = [];
-        for (const row of rows) {
-          if (this.#tryDecrypt(row, this.secrets) !== undefined) {
-            result.alreadyCurrent++;
-            continue;
-          }
-          const plaintext = this.#tryDecrypt(row, previous);
-          if (plaintext === undefined) {
-            unreadable.push(`${row.applicationId}/${row.provider}`);
-            continue;
-          }
-          const encrypted = this.secrets.encrypt(plaintext, this.#associatedData(row.applicationId, row.provider as Provider));
-          await tx.providerKey.update({
-            where: { applicationId_provider: { applicationId: row.applicationId, provider: row.provider } },
-            data: { ciphertext: encrypted.ciphertext, iv: encrypted.iv, authTag: encrypted.authTag },
-          });
-          result.reencrypted++;
-        }
-        if (unreadable.length > 0) {
-          throw new Error(`neither key opens the provider keys of ${unreadable.join(", ")}: nothing was changed`);
-        }
-        // The start-up check value moves to the new key with them, or no server would start with it.
-        const check = encryptCheckValue(this.secrets);
-        await tx.$executeRaw`INSERT INTO secrets_key_check (id, ciphertext, iv, auth_tag)
-          VALUES (1, ${check.ciphertext}, ${check.iv}, ${check.authTag})
-          ON CONFLICT (id) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, iv = EXCLUDED.iv, auth_tag = EXCLUDED.auth_tag`;
-        return result;
-      },
-      { timeout: 120_000 },
+  async reencryptFrom(previous: SecretBox, tx: Prisma.TransactionClient): Promise<{ reencrypted: number; alreadyCurrent: number }> {
+    await tx.$executeRaw`SELECT 1 FROM provider_key FOR UPDATE`;
+    const rows = await tx.providerKey.findMany({ orderBy: [{ applicationId: "asc" }, { provider: "asc" }] });
+    const result = await reencryptSecrets(
+      rows,
+      { previous, next: this.secrets },
+      (row) => ({
+        associatedData: this.#associatedData(row.applicationId, row.provider as Provider),
+        name: `${row.applicationId}/${row.provider}`,
+      }),
+      (row, encrypted) =>
+        tx.providerKey.update({
+          where: { applicationId_provider: { applicationId: row.applicationId, provider: row.provider } },
+          data: { ciphertext: encrypted.ciphertext, iv: encrypted.iv, authTag: encrypted.authTag },
+        }),
+      "the provider keys of",
     );
-  }
-
-  #decrypt(row: StoredProviderKey, secrets: SecretBox): string {
-    return secrets.decrypt(
-      { ciphertext: Buffer.from(row.ciphertext) as Bytes, iv: Buffer.from(row.iv) as Bytes, authTag: Buffer.from(row.authTag) as Bytes },
-      this.#associatedData(row.applicationId, row.provider as Provider),
-    );
-  }
-
-  #tryDecrypt(row: StoredProviderKey, secrets: SecretBox): string | undefined {
-    try {
-      return this.#decrypt(row, secrets);
-    } catch {
-      return undefined;
-    }
+    // The start-up check value moves to the new key with them, or no server would start with it.
+    const check = encryptCheckValue(this.secrets);
+    await tx.$executeRaw`INSERT INTO secrets_key_check (id, ciphertext, iv, auth_tag)
+      VALUES (1, ${check.ciphertext}, ${check.iv}, ${check.authTag})
+      ON CONFLICT (id) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, iv = EXCLUDED.iv, auth_tag = EXCLUDED.auth_tag`;
+    return result;
   }
 }

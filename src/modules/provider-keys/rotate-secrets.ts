@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { Database } from "../../config.ts";
 import { SecretBox } from "../../lib/secrets.ts";
 import { openDatabase } from "../../plugins/database.ts";
+import { WebhooksService } from "../webhooks/webhooks.service.ts";
 import { ProviderKeysService } from "./provider-keys.service.ts";
 
 /** Warnings (pending migrations applied on the way) go to stderr, so stdout stays the JSON result. */
@@ -22,7 +23,7 @@ const stderrLogger = (): FastifyBaseLogger => {
 };
 
 /**
- * `npm run cli -- secrets rotate`: re-encrypts every provider key stored in `database` from the old
+ * `npm run cli -- secrets rotate`: re-encrypts every provider key and webhook secret stored in `database` from the old
  * SECRETS_KEY to the new one. Run it while no server uses the database (PGlite) or while servers are
  * stopped, then start them with the new key.
  */
@@ -32,7 +33,17 @@ export async function rotateSecrets(database: Database, previousKey: Buffer, nex
   }
   const opened = await openDatabase(database, stderrLogger());
   try {
-    return await new ProviderKeysService(opened.prisma, new SecretBox(nextKey)).reencryptFrom(new SecretBox(previousKey));
+    const [previous, next] = [new SecretBox(previousKey), new SecretBox(nextKey)];
+    const providerKeys = new ProviderKeysService(opened.prisma, next);
+    const webhooks = new WebhooksService(opened.prisma, next, { allowPrivate: false });
+    // One transaction: every secret moves to the new key, or none does.
+    return await opened.prisma.$transaction(
+      async (tx) => ({
+        providerKeys: await providerKeys.reencryptFrom(previous, tx),
+        webhookEndpoints: await webhooks.reencryptFrom(previous, tx),
+      }),
+      { timeout: 120_000 },
+    );
   } finally {
     await opened.close();
   }

@@ -45,6 +45,7 @@ describe("npm run cli -- secrets rotate", () => {
   let store: ServerStore;
   let folder: { dir: string; remove(): Promise<void> };
   let tenant: Tenant;
+  let webhookSecret: string;
   const oldKey = newKey();
   const nextKey = newKey();
 
@@ -61,6 +62,14 @@ describe("npm run cli -- secrets rotate", () => {
         body: JSON.stringify({ key: "sk-openai-secret" }),
       });
       expect(put.status).toBe(200);
+      // TEST-NET-3: a public address nothing answers at; no event is sent to it in these tests.
+      const hook = await fetch(`${server.url}/api/admin/v1/applications/${tenant.applicationId}/webhook_endpoints`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify({ url: "https://203.0.113.10/hooks" }),
+      });
+      expect(hook.status).toBe(200);
+      webhookSecret = (await hook.json()).data.webhookEndpoint.secret;
     } finally {
       await stop(server);
     }
@@ -70,15 +79,20 @@ describe("npm run cli -- secrets rotate", () => {
     await folder?.remove();
   });
 
-  it("re-encrypts every provider key, and a second run finds nothing left to do", async () => {
+  it("re-encrypts every provider key and webhook secret, and a second run finds nothing left to do", async () => {
     const first = await rotate(store, folder.dir, { OLD_SECRETS_KEY: oldKey, NEW_SECRETS_KEY: nextKey });
     expect(first.code, first.stderr).toBe(0);
-    expect(JSON.parse(first.stdout)).toEqual({ data: { providerKeys: { reencrypted: 2, alreadyCurrent: 0 } } });
+    expect(JSON.parse(first.stdout)).toEqual({
+      data: { providerKeys: { reencrypted: 2, alreadyCurrent: 0 }, webhookEndpoints: { reencrypted: 1, alreadyCurrent: 0 } },
+    });
     expect(first.stdout + first.stderr).not.toContain("sk-");
+    expect(first.stdout + first.stderr).not.toContain(webhookSecret.slice(6));
 
     const again = await rotate(store, folder.dir, { OLD_SECRETS_KEY: oldKey, NEW_SECRETS_KEY: nextKey });
     expect(again.code, again.stderr).toBe(0);
-    expect(JSON.parse(again.stdout)).toEqual({ data: { providerKeys: { reencrypted: 0, alreadyCurrent: 2 } } });
+    expect(JSON.parse(again.stdout)).toEqual({
+      data: { providerKeys: { reencrypted: 0, alreadyCurrent: 2 }, webhookEndpoints: { reencrypted: 0, alreadyCurrent: 1 } },
+    });
   }, 120_000);
 
   it("changes nothing when a stored key opens with neither key (the old one no longer does)", async () => {
@@ -86,7 +100,10 @@ describe("npm run cli -- secrets rotate", () => {
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/^failed: neither key opens the provider keys of \w+\/anthropic, \w+\/openai: nothing was changed/);
     const unchanged = await rotate(store, folder.dir, { OLD_SECRETS_KEY: oldKey, NEW_SECRETS_KEY: nextKey });
-    expect(JSON.parse(unchanged.stdout).data.providerKeys).toEqual({ reencrypted: 0, alreadyCurrent: 2 });
+    expect(JSON.parse(unchanged.stdout).data).toEqual({
+      providerKeys: { reencrypted: 0, alreadyCurrent: 2 },
+      webhookEndpoints: { reencrypted: 0, alreadyCurrent: 1 },
+    });
   }, 120_000);
 
   it("refuses a malformed key before touching the database", async () => {
