@@ -12,6 +12,7 @@ import {
   waitForRows,
   waitForText,
 } from "../helpers/dashboard.ts";
+import { postGrownJob } from "../helpers/corpus.ts";
 import { api, checkpointBody, seedTenant, startJob, toolResultFor, type Tenant } from "../helpers/fixtures.ts";
 
 const STEPS = 1000;
@@ -37,6 +38,8 @@ function stepBody(tenant: Tenant, stepNumber: number) {
 describe.skipIf(!hasChromium)(describeTitle("the dashboard with a 1,000-step job in Chromium"), () => {
   let browser: Browser;
   let t: TestApp;
+  let address: string | undefined;
+  const listen = async () => (address ??= await t.app.listen({ port: 0, host: "127.0.0.1" }));
 
   beforeAll(async () => {
     browser = await launchChromium();
@@ -56,7 +59,7 @@ describe.skipIf(!hasChromium)(describeTitle("the dashboard with a 1,000-step job
       expect(response.statusCode).toBe(200);
     };
     for (let stepNumber = 1; stepNumber <= STEPS; stepNumber++) await post(stepNumber);
-    const base = await t.app.listen({ port: 0, host: "127.0.0.1" });
+    const base = await listen();
 
     const { page, consoleErrors } = await newDashboardPage(browser);
     const requests: string[] = [];
@@ -115,4 +118,53 @@ describe.skipIf(!hasChromium)(describeTitle("the dashboard with a 1,000-step job
       await page.close();
     }
   }, 300_000);
+
+  it("opens a 200-step job of ~10 KB per step (a 2 MB conversation at its end) from light events, and reads a step's file on demand", async () => {
+    const tenant = await seedTenant(t.app);
+    const steps = 200;
+    const job = await postGrownJob(t.app, tenant, { steps, bytesPerStep: 10_000 });
+    expect(job.bodyBytes.at(-1)).toBeGreaterThan(2_000_000);
+    const base = await listen();
+
+    const { page, consoleErrors } = await newDashboardPage(browser);
+    const responses: Array<{ url: string; bytes: Promise<number> }> = [];
+    page.on("response", (response) => {
+      if (response.url().includes("/checkpoints/"))
+        responses.push({
+          url: response.url(),
+          bytes: response.body().then(
+            (body) => body.length,
+            () => 0,
+          ),
+        });
+    });
+    try {
+      const openedAt = performance.now();
+      await openDashboard(page, base, tenant.clientKey, job.expertJobId);
+      await waitForRows(page, steps, undefined, 60_000);
+      await waitForText(page, "#job-status", "completed");
+      // A figure for the report, not an assertion.
+      console.info(`200 steps × 10 KB: all rows shown ${Math.round(performance.now() - openedAt)} ms after opening the page`);
+      const stream = responses.find((response) => response.url.includes("/checkpoints/stream"))!;
+      expect(stream.url).toContain("exclude=messages%2CnewMessages%2CtoolCall%2CtoolResult%2CactionContent");
+      expect(responses.filter((response) => /\/checkpoints\/[a-z0-9]{24}/.test(response.url))).toEqual([]);
+
+      await page.focus("#timeline tbody tr:first-child");
+      await page.keyboard.press("End");
+      await waitForText(page, "#inspector-title", `Step ${steps} · attemptCompletion`);
+      await page.keyboard.press("ArrowUp");
+      await waitForText(page, "#inspector-title", `Step ${steps - 1} · readTextFile`);
+      await page.waitForSelector("#inspector-content .block");
+      expect(await page.textContent("#inspector-content")).toContain("lorem ipsum");
+      // The step was read without the whole conversation: its new messages, not 2 MB of history.
+      const detail = responses.find((response) => response.url.includes(`/checkpoints/${job.checkpoints[steps - 2]!.id}`))!;
+      expect(detail.url).toContain("exclude=messages");
+      expect(await detail.bytes).toBeLessThan(200_000);
+      await screenshot(page, "dashboard-grown-job", false);
+      expect(await cspViolations(page)).toEqual([]);
+      expect(consoleErrors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 600_000);
 });

@@ -25,7 +25,16 @@ const BODY_LIMIT = 64 * 1024;
 const PROVIDER_SECRETS = ["sk-anthropic-secret", "sk-openai-secret"];
 const WIRE_STATUSES = [400, 404, 413, 415];
 
-type ParamKind = "jobId" | "stoppedJobId" | "checkpointId" | "organizationId" | "applicationId" | "apiKeyId" | "provider";
+type ParamKind =
+  | "jobId"
+  | "stoppedJobId"
+  | "checkpointId"
+  | "organizationId"
+  | "applicationId"
+  | "apiKeyId"
+  | "webhookEndpointId"
+  | "webhookDeliveryId"
+  | "provider";
 type BodyKind = "none" | "json" | "form";
 
 interface Endpoint {
@@ -40,6 +49,8 @@ interface Endpoint {
   admin?: boolean;
   /** Statuses of routes the OpenAPI document hides. */
   statuses?: number[];
+  /** An event stream that never ends by itself: a 200 is judged by its headers, then dropped. */
+  endless?: boolean;
   weight: number;
 }
 
@@ -318,7 +329,18 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
   const statusCounts = new Map<number, number>();
 
   const fingerprint = async (): Promise<string> => {
-    const tables = ["organization", "application", "api_key", "expert", "provider_key", "expert_job", "checkpoint", "job_message"];
+    const tables = [
+      "organization",
+      "application",
+      "api_key",
+      "expert",
+      "provider_key",
+      "expert_job",
+      "checkpoint",
+      "job_message",
+      "idempotency_key",
+      "webhook_endpoint",
+    ];
     // Any insert or update gives a row a new xmin, any delete lowers the count: together they see every change.
     const sql = `SELECT concat_ws(',', ${tables
       .map((table) => `(SELECT count(*) || ':' || coalesce(max(xmin::text::bigint), 0) FROM ${table})`)
@@ -480,6 +502,64 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
         params: { expertJobId: "stoppedJobId" },
         body: "none",
         weight: 2,
+      },
+      // Every change of the application's jobs: a 200 never ends by itself.
+      { method: "GET", documented: `${studio}/stream`, path: `${studio}/stream`, params: {}, body: "none", endless: true, weight: 2 },
+      {
+        method: "GET",
+        documented: `${studio}/{expertJobId}/status`,
+        path: `${studio}/{expertJobId}/status`,
+        // A stopped job: a valid `while` with a long `waitMs` would otherwise hold the request for 30 s.
+        params: { expertJobId: "stoppedJobId" },
+        body: "none",
+        weight: 2,
+      },
+      {
+        method: "POST",
+        documented: `${admin}/applications/{applicationId}/webhook_endpoints`,
+        path: `${admin}/applications/{applicationId}/webhook_endpoints`,
+        params: { applicationId: "applicationId" },
+        body: "json",
+        // A loopback receiver is refused by default (WEBHOOK_ALLOW_PRIVATE), without a DNS lookup.
+        seed: () => ({ url: "http://127.0.0.1:9/hook", eventTypes: ["expert_job.completed"] }),
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "GET",
+        documented: `${admin}/applications/{applicationId}/webhook_endpoints`,
+        path: `${admin}/applications/{applicationId}/webhook_endpoints`,
+        params: { applicationId: "applicationId" },
+        body: "none",
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "DELETE",
+        documented: `${admin}/webhook_endpoints/{webhookEndpointId}`,
+        path: `${admin}/webhook_endpoints/{webhookEndpointId}`,
+        params: { webhookEndpointId: "webhookEndpointId" },
+        body: "none",
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "GET",
+        documented: `${admin}/webhook_endpoints/{webhookEndpointId}/deliveries`,
+        path: `${admin}/webhook_endpoints/{webhookEndpointId}/deliveries`,
+        params: { webhookEndpointId: "webhookEndpointId" },
+        body: "none",
+        admin: true,
+        weight: 1,
+      },
+      {
+        method: "POST",
+        documented: `${admin}/webhook_deliveries/{webhookDeliveryId}/redeliver`,
+        path: `${admin}/webhook_deliveries/{webhookDeliveryId}/redeliver`,
+        params: { webhookDeliveryId: "webhookDeliveryId" },
+        body: "none",
+        admin: true,
+        weight: 1,
       },
       {
         method: "POST",
@@ -647,6 +727,8 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
       organizationId: pools.organizationIds,
       applicationId: pools.applicationIds,
       apiKeyId: pools.apiKeyIds,
+      webhookEndpointId: [],
+      webhookDeliveryId: [],
       provider: ["anthropic", "openai"],
     })[kind];
 
@@ -658,6 +740,9 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
       organizationId: () => pools.organizationIds,
       applicationId: () => pools.applicationIds,
       apiKeyId: () => pools.apiKeyIds,
+      // None exist: the fuzz sees their 404s and 422s (a valid endpoint needs a receiver that resolves).
+      webhookEndpointId: () => [],
+      webhookDeliveryId: () => [],
     };
     const valid =
       kind === "provider" ? fc.constantFrom("anthropic", "google", "openai", "deepseek") : fc.constantFrom(...known[kind](), UNKNOWN_ID);
@@ -801,6 +886,26 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
       });
   };
 
+  /**
+   * An endless stream's answer: a 200 with its headers and no body (the stream is dropped), anything else
+   * whole. The server ends the dropped streams when the app closes.
+   */
+  const injectEndless = async (options: InjectOptions): Promise<LightMyRequestResponse> => {
+    const response = await t.app.inject({ ...options, payloadAsStream: true });
+    const stream = response.stream();
+    let body = "";
+    if (response.statusCode === 200) stream.destroy();
+    else for await (const chunk of stream) body += String(chunk);
+    const answer = {
+      statusCode: response.statusCode,
+      headers: response.headers,
+      body,
+      payload: body,
+      json: () => JSON.parse(body) as unknown,
+    };
+    return answer as unknown as LightMyRequestResponse;
+  };
+
   /** Status, envelope and body shape of one answer; returns a failure message or undefined. */
   const judge = (endpoint: Endpoint, response: LightMyRequestResponse, rerouted: boolean): string | undefined => {
     const status = response.statusCode;
@@ -851,7 +956,7 @@ describe("fuzzing every endpoint (fast-check, app.inject)", () => {
           const { rerouted, ...options } = request;
           let response: LightMyRequestResponse;
           try {
-            response = await t.app.inject(options);
+            response = endpoint.endless ? await injectEndless(options) : await t.app.inject(options);
           } catch (error) {
             // Only what no HTTP client could send (an invalid header) may be refused by inject itself.
             expect((error as NodeJS.ErrnoException).code).toMatch(/^ERR_(INVALID_CHAR|HTTP_INVALID_HEADER_VALUE|INVALID_HTTP_TOKEN)/);
