@@ -7,7 +7,7 @@
  *   npm run bench                  full run (≈ 15 min on a quiet 2-core machine)
  *   npm run bench -- --quick       smaller sizes (≈ 4 min)
  *   npm run bench -- --only p1,p2  some measures only (startup p1 p2 p3 p4 p5 floor length replay corpus); JSON only, BENCHMARKS.md untouched
- *   npm run bench -- --notify in-transaction,off   P5's server notification designs (bench/measures/commit-scaling.ts; default: all)
+ *   npm run bench -- --notify after-commit,nats,off   P5's server notification designs (bench/measures/commit-scaling.ts; default: all)
  *   npm run bench -- --profile     writes the server's V8 CPU profile to bench/results/profiles/
  *   npm run bench -- --report bench/results/<run>.json   rewrites BENCHMARKS.md from a run, without measuring
  *

@@ -24,17 +24,25 @@ export interface CommitScalingSettings {
 
 /**
  * How the server instances notify, each a way to start them. A design is a name and the environment (and
- * database preparation) its instances need; `--notify a,b` picks designs. Designs of other branches go in
- * here as one entry each, e.g. `after-commit: { env: (url) => ({ DATABASE_URL: url, NOTIFY_MODE: "after-commit" }) }`
- * or `nats: { env: (url) => ({ DATABASE_URL: url, NOTIFY_BACKEND: "nats", NATS_URL: "nats://127.0.0.1:4222" }) }`.
+ * database preparation) its instances need; `--notify a,b` picks designs.
  */
 export const SERVER_DESIGNS: Record<
   string,
   { describe: string; env: (url: string) => Record<string, string>; prepare?: (db: pg.Client) => Promise<void> }
 > = {
-  "in-transaction": {
-    describe: "today's server: `pg_notify` in the checkpoint's write statement (delivered at its commit)",
-    env: (url) => ({ DATABASE_URL: url }),
+  "after-commit": {
+    describe:
+      "the server as it ships (issue 14): each instance's publisher sends the notifications after the commit, one `pg_notify` transaction per batch (`NOTIFY_BACKEND=postgres`)",
+    env: (url) => ({ DATABASE_URL: url, NOTIFY_BACKEND: "postgres" }),
+  },
+  nats: {
+    describe: "the same publisher over core NATS at 127.0.0.1:4222 (`NOTIFY_BACKEND=nats`): no notification goes through Postgres",
+    env: (url) => ({
+      DATABASE_URL: url,
+      NOTIFY_BACKEND: "nats",
+      NATS_URL: process.env.NATS_URL ?? "nats://127.0.0.1:4222",
+      NATS_SUBJECT_PREFIX: `bench_${process.pid}`,
+    }),
   },
   off: {
     describe:
