@@ -229,7 +229,11 @@ export async function jobInStatus(
     } else if (status === "expired") {
       checkpoints.push(await postCheckpoint(app, tenant, job.id, stoppingCheckpoint(tenant, "requestInteractiveToolResult")));
       await app.prisma.expertJob.update({ where: { id: job.id }, data: { pausedAt: new Date(0) } });
-      await app.runtime.sweep();
+      // A background sweeper may hold the row (SKIP LOCKED) at that moment; it expires the job itself.
+      await eventually(async () => {
+        await app.runtime.sweep();
+        return (await app.prisma.expertJob.findUnique({ where: { id: job.id } }))?.status === "expired";
+      });
     } else if (status !== "processing") {
       checkpoints.push(await postCheckpoint(app, tenant, job.id, stoppingCheckpoint(tenant, status)));
     }
