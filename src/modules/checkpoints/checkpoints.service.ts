@@ -35,6 +35,7 @@ import {
 import {
   assignOrdinals,
   conversationJson,
+  ConversationCache,
   hashConversation,
   hashMessages,
   mergeRuns,
@@ -66,6 +67,10 @@ export interface ReadOptions {
 
 const NOTHING_EXCLUDED: ReadonlySet<Exclusion> = new Set();
 
+// The last conversation of the jobs posted to most recently, for their next post's hash (ConversationCache):
+// 32 Mi characters hold a 1,000-step job of ~2 KB per step sixteen times over.
+const REMEMBERED_CONVERSATION_CHARS = 32 * 1024 * 1024;
+
 const CHECKPOINT_ID_CONFLICT = "A checkpoint with this id already exists with different content";
 
 const resolvedJobColumns = { id: true, organizationId: true, applicationId: true, lastSeq: true } as const;
@@ -79,6 +84,8 @@ export class CheckpointsService {
     private readonly sql: Sql,
     private readonly notifier: Notifier,
   ) {}
+
+  readonly #conversations = new ConversationCache(REMEMBERED_CONVERSATION_CHARS);
 
   async #requireJob(principal: Principal, expertJobId: string) {
     const job = await this.prisma.expertJob.findFirst({
@@ -206,7 +213,7 @@ export class CheckpointsService {
     if (first.status === "rejected") throw first.reason;
     let context = first.value;
     if (!context) throw new NotFoundError(reasons.expertJobNotFound);
-    const hashed = hashConversation(conversation, context.previous);
+    const hashed = this.#conversations.hash(expertJobId, conversation, context.previous);
     const conversationHash = hashed.hash;
     // How many first messages are the previous conversation, for the context as read (hashed again only if it changes).
     let extension = { of: context.previous?.hash, prefixLength: hashed.prefixLength };
@@ -281,7 +288,7 @@ export class CheckpointsService {
       finishedAt,
       contentHash,
       conversationHash,
-      messagesBytes: Buffer.byteLength(conversation.json),
+      messagesBytes: hashed.bytes,
       detailBytes: 0,
     };
     columns.detailBytes = [columns.action, columns.inputMessages, columns.newMessages, columns.toolCall, columns.toolResult].reduce(
@@ -323,6 +330,7 @@ export class CheckpointsService {
         pausedAt: pausedStatuses.has(status) ? now : null,
       });
       if (stored) {
+        this.#conversations.remember(expertJobId, conversation, hashed);
         // After the commit, never in the write's transaction (src/notify/publisher.ts).
         this.notifier.checkpointCreated({ expertJobId, seq: row.seq, applicationId: principal.applicationId });
         if (status !== context.status) this.notifier.expertJobChanged({ expertJobId, applicationId: principal.applicationId, status });

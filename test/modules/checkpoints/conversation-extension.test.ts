@@ -5,7 +5,7 @@ import type { Sql } from "../../../src/db/sql.ts";
 import type { Principal } from "../../../src/plugins/auth.ts";
 import { CheckpointsService } from "../../../src/modules/checkpoints/checkpoints.service.ts";
 import type { PostCheckpointBody } from "../../../src/modules/checkpoints/checkpoints.schemas.ts";
-import { hashConversation, PostedConversation } from "../../../src/modules/checkpoints/message-store.ts";
+import { ConversationCache, hashConversation, PostedConversation } from "../../../src/modules/checkpoints/message-store.ts";
 import { startTestApp, type TestApp } from "../../helpers/app.ts";
 import { grownJobBodies, registerTraceExperts, replayTrace, traceLines, type TraceName } from "../../helpers/corpus.ts";
 import { api, seedTenant, startJob, textPart, userMessage, type Tenant } from "../../helpers/fixtures.ts";
@@ -88,6 +88,24 @@ describe("posting a conversation that extends the previous one", () => {
     expect(await messageCount(job.id)).toBe(last!.checkpoint.messages.length);
     expect(JSON.stringify(last!.checkpoint.messages).length).toBeGreaterThan(2_000_000);
   }, 600_000);
+
+  it("two instances posting a job's steps by turns: each remembers a conversation the other has extended since, and stores every step exactly", async () => {
+    // Another instance's service: its own remembered conversations, the same database.
+    const other = new CheckpointsService(t.app.prisma, t.app.experts, 60_000, t.app.sql, t.app.notifier);
+    const job = await startJob(t.app, tenant, { maxSteps: 100 });
+    const bodies = [...grownJobBodies(tenant, { steps: 30, bytesPerStep: 10_000, lastStatus: "proceeding" })];
+    for (const [index, body] of bodies.entries()) {
+      const by = index % 3 === 2 ? service : other; // other, other, service, …: hits and misses on both
+      const reply = await by.post(principalOf(tenant), job.id, body as PostCheckpointBody);
+      expect(reply.messagesJson).toBe(JSON.stringify(body.checkpoint.messages));
+      const row = await storedRow(job.id, body.checkpoint.id);
+      expect(Buffer.from(row.conversationHash!).toString("hex"), `step ${index + 1}`).toBe(sha256(reply.messagesJson!));
+      expect(row.messagesBytes).toBe(Buffer.byteLength(reply.messagesJson!));
+      expect(row.messageRuns).toEqual([[1, body.checkpoint.messages.length]]);
+    }
+    expect(await messagesText(job.id, bodies.at(-1)!.checkpoint.id)).toBe(JSON.stringify(bodies.at(-1)!.checkpoint.messages));
+    expect(await messageCount(job.id)).toBe(bodies.at(-1)!.checkpoint.messages.length);
+  });
 
   it("an edit in the middle falls back to every message, stores the edited one, and the next step extends the edit", async () => {
     const job = await startJob(t.app, tenant, { maxSteps: 100 });
@@ -276,8 +294,15 @@ describe("hashConversation", () => {
 
   it("is the SHA-256 of the conversation's JSON text, and finds the previous conversation as its first messages", () => {
     const conversation = new PostedConversation([...messages, { type: "toolMessage", text: "more" }]);
-    expect(hashConversation(conversation, undefined)).toEqual({ hash: sha256(conversation.json) });
-    expect(hashConversation(conversation, previousOf(messages, [[1, 3]]))).toEqual({ hash: sha256(conversation.json), prefixLength: 3 });
+    expect(hashConversation(conversation, undefined).hash).toBe(sha256(conversation.json));
+    expect(hashConversation(conversation, undefined).prefixLength).toBeUndefined();
+    expect(hashConversation(conversation, previousOf(messages, [[1, 3]]))).toMatchObject({
+      hash: sha256(conversation.json),
+      prefixLength: 3,
+    });
+    // The UTF-8 length, and the hash state of the text without its `]`.
+    expect(hashConversation(conversation, undefined).bytes).toBe(Buffer.byteLength(conversation.json));
+    expect(hashConversation(conversation, undefined).open.update("]").digest("hex")).toBe(sha256(conversation.json));
     // Runs count messages, wherever their ordinals are.
     expect(
       hashConversation(
@@ -298,5 +323,68 @@ describe("hashConversation", () => {
     const conversation = new PostedConversation([...messages, { type: "x" }]);
     expect(hashConversation(conversation, previousOf(messages, [[1, 2]])).prefixLength).toBeUndefined();
     expect(hashConversation(new PostedConversation(messages.slice(0, 2)), previousOf(messages, [[1, 3]])).prefixLength).toBeUndefined();
+  });
+});
+
+describe("ConversationCache", () => {
+  const previousOf = (list: unknown[]) => ({
+    hash: sha256(JSON.stringify(list)),
+    runs: list.length > 0 ? ([[1, list.length]] as Array<[number, number]>) : [],
+  });
+  /** Each field as the whole path computes it, for any cache. */
+  const expectLikeWholePath = (cache: ConversationCache, jobId: string, list: unknown[], previous: unknown[]) => {
+    const conversation = new PostedConversation(list);
+    const hashed = cache.hash(jobId, conversation, previousOf(previous));
+    const whole = hashConversation(conversation, previousOf(previous));
+    expect({ hash: hashed.hash, prefixLength: hashed.prefixLength, bytes: hashed.bytes }).toEqual({
+      hash: whole.hash,
+      prefixLength: whole.prefixLength,
+      bytes: whole.bytes,
+    });
+    expect(hashed.open.copy().update("]").digest("hex")).toBe(sha256(conversation.json));
+    cache.remember(jobId, conversation, hashed);
+    return hashed;
+  };
+  const message = (index: number, size: number) => ({ type: "toolMessage", index, text: `東京 ${"x".repeat(size)} \u0000` });
+
+  it("hashes a 300-step conversation post after post as the whole path does, from `[]` on", { timeout: 60_000 }, () => {
+    const cache = new ConversationCache(64 * 1024 * 1024);
+    let previous: unknown[] = [];
+    expectLikeWholePath(cache, "job", [], []);
+    for (let step = 0; step < 300; step++) {
+      const list = [...previous, message(step, 2_000)];
+      expect(expectLikeWholePath(cache, "job", list, previous).prefixLength).toBe(previous.length);
+      previous = list;
+    }
+    // The same conversation again (a re-post of the last step) is its own prefix.
+    expect(expectLikeWholePath(cache, "job", previous, previous).prefixLength).toBe(300);
+  });
+
+  it("finds no prefix for an edited, shortened or other-instance conversation, and forgets the oldest past its bound", () => {
+    const cache = new ConversationCache(10_000);
+    const first = [message(0, 10), message(1, 10)];
+    expectLikeWholePath(cache, "job", first, []);
+    // An edit of a remembered message: no prefix, the right hash.
+    expect(expectLikeWholePath(cache, "job", [message(0, 11), message(1, 10), message(2, 10)], first).prefixLength).toBeUndefined();
+    // Read with another previous conversation than the remembered one (another instance posted in between).
+    const elsewhere = [message(5, 10)];
+    expect(expectLikeWholePath(cache, "job", [...elsewhere, message(6, 10)], elsewhere).prefixLength).toBe(1);
+    // Shorter than the previous conversation; and a message whose text extends the last remembered one's.
+    const remembered = [...elsewhere, message(6, 10)];
+    expect(expectLikeWholePath(cache, "job", [message(5, 10)], remembered).prefixLength).toBeUndefined();
+    expectLikeWholePath(cache, "job", remembered, remembered);
+    const longer = [message(5, 10), { ...message(6, 10), more: 1 }];
+    expect(expectLikeWholePath(cache, "job", longer, remembered).prefixLength).toBeUndefined();
+    // The bound: each text is ~70 characters, so 10,000 characters keep the newest ~140 jobs.
+    for (let job = 0; job < 300; job++) expectLikeWholePath(cache, `job-${job}`, [message(job, 10)], []);
+    expect(cache.size).toBeLessThan(160);
+    expect(cache.size).toBeGreaterThan(100);
+    // A text over the bound is not kept at all.
+    cache.remember(
+      "huge",
+      new PostedConversation([message(0, 20_000)]),
+      hashConversation(new PostedConversation([message(0, 20_000)]), undefined),
+    );
+    expect(cache.size).toBeLessThan(160);
   });
 });
