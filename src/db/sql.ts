@@ -15,13 +15,27 @@ export interface Sql {
   query<T>(name: string | undefined, text: string, values: unknown[]): Promise<T[]>;
 }
 
+/** PostgreSQL cuts identifiers, statement names included, at 63 bytes: two longer names could meet. */
+const MAX_STATEMENT_NAME = 63;
+
 export function createSql(database: DatabaseHandle): Sql {
+  const checked =
+    (query: Sql["query"]): Sql["query"] =>
+    (name, text, values) => {
+      if (name !== undefined && name.length > MAX_STATEMENT_NAME)
+        throw new Error(`statement name over ${MAX_STATEMENT_NAME} characters: ${name}`);
+      return query(name, text, values);
+    };
+  return { query: checked(driverQuery(database)) };
+}
+
+function driverQuery(database: DatabaseHandle): Sql["query"] {
   if (database.kind === "postgres") {
     const { pool } = database;
-    return { query: async (name, text, values) => (await pool.query(name === undefined ? { text, values } : { name, text, values })).rows };
+    return async (name, text, values) => (await pool.query(name === undefined ? { text, values } : { name, text, values })).rows;
   }
   const { lite } = database;
-  return { query: async (_name, text, values) => (await lite.query(text, values)).rows as never[] };
+  return async (_name, text, values) => (await lite.query(text, values)).rows as never[];
 }
 
 /** A timestamp column as ISO 8601 text, as `Date#toISOString` writes it (UTC, milliseconds), the same on both drivers. */

@@ -282,7 +282,9 @@ const toolCallNames = `(CASE WHEN c.tool_call IS NOT NULL
   THEN json_build_object('skillName', c.tool_call->'skillName', 'toolName', c.tool_call->'toolName')::text END)`;
 
 /** A name per set of exclusions, for prepared statements. */
-const exclusionKey = (exclude: ReadonlySet<Exclusion>) => exclusions.filter((exclusion) => exclude.has(exclusion)).join("_");
+// A statement name per set of exclusions, as a bit mask: PostgreSQL cuts names at 63 characters.
+const exclusionKey = (exclude: ReadonlySet<Exclusion>) =>
+  `x${exclusions.reduce((mask, exclusion, bit) => (exclude.has(exclusion) ? mask | (1 << bit) : mask), 0)}`;
 
 interface RawCheckpoint {
   id: string;
