@@ -8,10 +8,7 @@ import { reconnectDelay, type ReconnectPolicy } from "./reconnect.ts";
 
 /**
  * A batch of notifications in one statement, so one transaction of its own: it takes NOTIFY's global
- * commit lock once for the whole batch, and no write transaction ever waits for it. The transaction
- * commits without waiting for its WAL flush (`synchronous_commit` off for it alone): a notification is
- * only a wake-up, the data it points to was flushed by its own write, and the lock is held through the
- * commit, so a flush wait there would hold every other notifying commit too.
+ * commit lock once for the whole batch, and no write transaction ever waits for it.
  */
 export const pgSend =
   (sql: Sql): SendBatch =>
@@ -19,7 +16,7 @@ export const pgSend =
     // pg_notify returns void, which drivers cannot decode: cast to text ('').
     await sql.query(
       "notify_batch",
-      "SELECT set_config('synchronous_commit', 'off', true), pg_notify(n.channel, n.payload)::text FROM unnest($1::text[], $2::text[]) AS n(channel, payload)",
+      "SELECT pg_notify(n.channel, n.payload)::text FROM unnest($1::text[], $2::text[]) AS n(channel, payload)",
       [batch.map((notification) => notification.channel), batch.map((notification) => notification.payload)],
     );
   };
