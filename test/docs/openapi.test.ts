@@ -57,6 +57,12 @@ describe("the OpenAPI document", () => {
     expect(missing).toEqual([]);
   });
 
+  it("documents the start's Idempotent-Replayed response header, and the 200's body stays the job envelope", () => {
+    const start = document.paths["/api/studio/v1/expert_jobs"].post;
+    expect(start.responses["200"].headers["idempotent-replayed"].schema).toMatchObject({ const: "true" });
+    expect(Object.keys(start.responses["200"].content["application/json"].schema.properties ?? {})).toEqual(["data"]);
+  });
+
   it("has examples that match their schemas", async () => {
     const dereferenced = (await SwaggerParser.dereference(structuredClone(document) as never)) as never;
     const ajv = new Ajv2020({ strict: false, validateFormats: false, allErrors: true });

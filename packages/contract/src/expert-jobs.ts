@@ -104,6 +104,13 @@ export const IdempotencyKeySchema = Type.String({
 
 export const StartExpertJobHeadersSchema = Type.Object({ "idempotency-key": Type.Optional(IdempotencyKeySchema) });
 
+/** Response headers of a start, by name (documented in OpenAPI; the body is the job either way). */
+export const StartExpertJobReplyHeaders = {
+  "idempotent-replayed": Type.Literal("true", {
+    description: "Sent when an `Idempotency-Key` retry got the job the first request started",
+  }),
+};
+
 const ContinueFieldsSchema = {
   query: Type.Optional(QuerySchema),
   interactiveToolCallResult: Type.Optional(

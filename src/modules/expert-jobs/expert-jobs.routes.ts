@@ -10,6 +10,7 @@ import {
   ResumeExpertJobBodySchema,
   StartExpertJobBodySchema,
   StartExpertJobHeadersSchema,
+  StartExpertJobReplyHeaders,
 } from "./expert-jobs.schemas.ts";
 
 export const expertJobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -27,7 +28,7 @@ export const expertJobsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         consumes: ["application/json", "multipart/form-data"],
         headers: StartExpertJobHeadersSchema,
         body: StartExpertJobBodySchema,
-        response: { 200: ExpertJobEnvelopeSchema, ...errorResponses(400, 401, 409, 422) },
+        response: { 200: { ...ExpertJobEnvelopeSchema, headers: StartExpertJobReplyHeaders }, ...errorResponses(400, 401, 409, 422) },
       },
     },
     async (request, reply) => {
