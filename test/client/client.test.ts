@@ -5,6 +5,7 @@ import {
   ExpertJobsApiError,
   ExpertJobsStreamError,
   type ExpertJobsClient,
+  type JobChange,
   type PostCheckpointBody,
   type StreamEvent,
 } from "@expert-jobs/client";
@@ -202,16 +203,34 @@ describe("@expert-jobs/client against the server", () => {
   });
 });
 
+/** A server on a database that outlives it, listening over HTTP; `restart()` brings a new one up on the same port. */
+async function restartableServer() {
+  const database = await createRestartableDatabase();
+  let t = await startTestApp({ db: database.db });
+  const tenant = await seedTenant(t.app);
+  const baseUrl = await t.app.listen({ port: 0, host: "127.0.0.1" });
+  const port = Number(new URL(baseUrl).port);
+  return {
+    tenant,
+    client: createClient({ baseUrl, apiKey: tenant.clientKey }),
+    runtime: createClient({ baseUrl, apiKey: tenant.runtimeKey }),
+    async restart() {
+      await t.app.close();
+      t = await startTestApp({ db: database.reopen() });
+      await t.app.listen({ port, host: "127.0.0.1" });
+    },
+    async close() {
+      await t.app.close();
+      await database.drop();
+    },
+  };
+}
+
 describe("@expert-jobs/client stream across a server restart", () => {
   it("reconnects with Last-Event-ID and delivers every checkpoint exactly once", async () => {
-    const database = await createRestartableDatabase();
-    let t = await startTestApp({ db: database.db });
+    const server = await restartableServer();
     try {
-      const tenant = await seedTenant(t.app);
-      const baseUrl = await t.app.listen({ port: 0, host: "127.0.0.1" });
-      const port = Number(new URL(baseUrl).port);
-      const client = createClient({ baseUrl, apiKey: tenant.clientKey });
-      const runtime = createClient({ baseUrl, apiKey: tenant.runtimeKey });
+      const { tenant, client, runtime } = server;
       const job = await client.expertJobs.start({ expertKey: tenant.expert.key, query: "Do it" });
 
       const received: StreamEvent[] = [];
@@ -229,9 +248,7 @@ describe("@expert-jobs/client stream across a server restart", () => {
       for (const stepNumber of [1, 2, 3]) posted.push((await runtime.runtime.postCheckpoint(job.id, body(tenant, { stepNumber }))).id);
       await eventually(async () => received.length === 3);
 
-      await t.app.close();
-      t = await startTestApp({ db: database.reopen() });
-      await t.app.listen({ port, host: "127.0.0.1" });
+      await server.restart();
       for (const stepNumber of [4, 5]) posted.push((await runtime.runtime.postCheckpoint(job.id, body(tenant, { stepNumber }))).id);
       await eventually(async () => received.length === 5, 10_000);
       posted.push((await runtime.runtime.postCheckpoint(job.id, body(tenant, { stepNumber: 6, status: "completed" }))).id);
@@ -241,10 +258,69 @@ describe("@expert-jobs/client stream across a server restart", () => {
       expect(received.map((event) => (event.type === "checkpoint" ? event.id : event.type))).toEqual([1, 2, 3, 4, 5, 6, "complete"]);
       expect(received.flatMap((event) => (event.type === "checkpoint" ? [event.checkpoint.id] : []))).toEqual(posted);
     } finally {
-      await t.app.close();
-      await database.drop();
+      await server.close();
     }
   }, 60_000);
+});
+
+describe("@expert-jobs/client job changes", () => {
+  it("yields connected, then each changed job as GET answers it; across a server restart, connected again and the changes after it", async () => {
+    const server = await restartableServer();
+    const stop = new AbortController();
+    try {
+      const { tenant, client, runtime } = server;
+      const changes: JobChange[] = [];
+      const consuming = (async () => {
+        for await (const change of client.expertJobs.changes({ signal: stop.signal, retry: { initialDelayMs: 20, maxDelayMs: 200 } }))
+          changes.push(change);
+      })().catch((error: unknown) => error);
+      await eventually(async () => changes.length === 1);
+      expect(changes).toEqual([{ type: "connected" }]);
+
+      const job = await client.expertJobs.start({ expertKey: tenant.expert.key, query: "Do it" });
+      await eventually(async () => changes.some((change) => change.type === "job" && change.expertJob.id === job.id));
+      await runtime.runtime.postCheckpoint(job.id, body(tenant, { stepNumber: 1 }));
+      const processing = await eventually(async () =>
+        changes.find((change) => change.type === "job" && change.expertJob.status === "processing"),
+      );
+      expect(processing).toEqual({ type: "job", expertJob: await client.expertJobs.get(job.id) });
+
+      await server.restart();
+      await eventually(async () => changes.filter((change) => change.type === "connected").length === 2, 10_000);
+      await runtime.runtime.postCheckpoint(job.id, body(tenant, { stepNumber: 2, status: "completed" }));
+      const completed = await eventually(async () =>
+        changes.find((change) => change.type === "job" && change.expertJob.status === "completed"),
+      );
+      expect(completed).toEqual({ type: "job", expertJob: await client.expertJobs.get(job.id) });
+      // The second `connected` comes before any change after the restart.
+      expect(changes.findIndex((change) => change === completed)).toBeGreaterThan(
+        changes.map((change) => change.type).lastIndexOf("connected"),
+      );
+
+      stop.abort(new Error("done"));
+      expect(await consuming).toMatchObject({ message: "done" });
+    } finally {
+      stop.abort();
+      await server.close();
+    }
+  }, 60_000);
+
+  it("a key the server refuses ends the changes stream with ExpertJobsApiError (401), not endless reconnects", async () => {
+    const t = await startTestApp();
+    try {
+      const baseUrl = await t.app.listen({ port: 0, host: "127.0.0.1" });
+      const stranger = createClient({ baseUrl, apiKey: "ejk_not_a_key" });
+      const error = await rejection(
+        (async () => {
+          for await (const change of stranger.expertJobs.changes()) void change;
+        })(),
+      );
+      expect(error).toBeInstanceOf(ExpertJobsApiError);
+      expect((error as ExpertJobsApiError).code).toBe(401);
+    } finally {
+      await t.close();
+    }
+  });
 });
 
 describe("@expert-jobs/client on the real runtime traces", () => {

@@ -1,5 +1,5 @@
 import { errorFromResponse, ExpertJobInterruptedError, ExpertJobsApiError } from "./errors.ts";
-import { streamCheckpoints, type StreamOptions } from "./stream.ts";
+import { streamCheckpoints, streamJobChanges, type ReconnectOptions, type StreamOptions } from "./stream.ts";
 import type {
   Checkpoint,
   CheckpointPage,
@@ -10,6 +10,7 @@ import type {
   ExpertJobPage,
   ExpertJobStatus,
   GetCheckpointQuery,
+  JobChange,
   JobStatus,
   ListCheckpointsQuery,
   ListExpertJobsQuery,
@@ -195,6 +196,15 @@ export class ExpertJobsApi {
   constructor(http: Http) {
     this.#http = http;
     this.checkpoints = new CheckpointsApi(http);
+  }
+
+  /**
+   * The application's job changes, live, for as long as you iterate: `connected` on every (re)connection
+   * (nothing is replayed: read `list()` then), then `job` events, each a changed job as `get()` answers it.
+   * `for await (const change of client.expertJobs.changes({ signal })) …`
+   */
+  changes(options: ReconnectOptions = {}): AsyncGenerator<JobChange, never, undefined> {
+    return streamJobChanges({ open: (path, headers, signal) => this.#http.open(path, headers, signal) }, options);
   }
 
   /** Starts a job; retried on network errors under one `Idempotency-Key`, so a retry never starts a second job. */

@@ -66,3 +66,6 @@ export interface CheckpointPage {
 export type StreamEvent =
   | { type: "checkpoint"; /** The event id: the checkpoint's sequence number in its job. */ id: number; checkpoint: Checkpoint }
   | { type: "complete"; status: ExpertJobStatus; expertJobId: string };
+
+/** What `expertJobs.changes()` yields: `connected` on every (re)connection (read the list then), then changed jobs. */
+export type JobChange = { type: "connected" } | { type: "job"; expertJob: ExpertJob };
