@@ -156,6 +156,26 @@ export const metricsPlugin = fp(
       },
     });
 
+    new Gauge({
+      name: "expert_jobs_status_watches_waiting",
+      help: "Runtime status watches (GET …/expert_jobs/{id}/status with `while`) long-polling on this instance.",
+      registers,
+      collect() {
+        this.set(app.runtime.watchingStatuses);
+      },
+    });
+    new Counter({
+      name: "expert_jobs_webhook_attempts_total",
+      help: "Webhook delivery attempts this instance finished, by outcome: succeeded, retried (failed, due again later) or failed (given up).",
+      labelNames: ["outcome"] as const,
+      registers,
+      collect() {
+        const totals = app.webhookDeliveries.totals;
+        this.reset();
+        for (const outcome of ["succeeded", "retried", "failed"] as const) this.inc({ outcome }, totals[outcome]);
+      },
+    });
+
     const database = app.database;
     // Embedded PGlite has no pool: these exist on PostgreSQL only.
     if (database.kind === "postgres") {

@@ -2,18 +2,8 @@ import { register as globalRegistry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, usingPostgres, type TestApp } from "../helpers/app.ts";
 import { api, claimJob, eventually, postCheckpoint, seedTenant, startJob, type Tenant } from "../helpers/fixtures.ts";
+import { sample } from "../helpers/metrics.ts";
 import { openSse } from "../helpers/sse.ts";
-
-/** The value of one sample line, e.g. `name{a="b"} 3`; undefined when absent. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const found = Object.fromEntries([...(match[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map(([, key, value]) => [key, value]));
-    if (Object.entries(labels).every(([key, value]) => found[key] === value)) return Number(match[3]);
-  }
-  return undefined;
-}
 
 describe("GET /metrics", () => {
   let t: TestApp;

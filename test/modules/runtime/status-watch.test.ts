@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { reasons } from "../../../src/errors.ts";
 import { createTestDatabase, startTestApp, usingPostgres, type TestApp } from "../../helpers/app.ts";
+import { metric } from "../../helpers/metrics.ts";
 import { api, claimJob, eventually, postCheckpoint, seedTenant, startJob, type Tenant } from "../../helpers/fixtures.ts";
 
 type Json = Record<string, any>;
@@ -51,6 +52,7 @@ describe("GET /expert_jobs/{expertJobId}/status (the runtime's status watch)", (
     const job = await claimed();
     const watching = watch(base, tenant.runtimeKey, job.id, `?while=processing&waitMs=${WAIT_MS}`, job.leaseToken);
     await eventually(async () => t.app.runtime.watchingStatuses > 0);
+    expect(await metric(t.app, "expert_jobs_status_watches_waiting")).toBe(1);
     // A checkpoint post does not change the status: the watch keeps waiting.
     await postCheckpoint(t.app, tenant, job.id, { stepNumber: 1 });
     expect(t.app.runtime.watchingStatuses).toBe(1);
@@ -60,6 +62,7 @@ describe("GET /expert_jobs/{expertJobId}/status (the runtime's status watch)", (
     expect(answer.status).toBe(200);
     expect(answer.json.data.jobStatus).toEqual({ expertJobId: job.id, status: "canceling" });
     expect(answer.answeredWithinWait).toBe(true);
+    expect(await metric(t.app, "expert_jobs_status_watches_waiting")).toBe(0);
   });
 
   it("answers the unchanged status when waitMs runs out", async () => {

@@ -3,6 +3,7 @@ import { Webhook } from "standardwebhooks";
 import type { AppConfig } from "../../../src/app.ts";
 import { ADMIN_TOKEN, startTestApp, type TestApp } from "../../helpers/app.ts";
 import { api, eventually, jobInStatus, postCheckpoint, seedTenant, startJob, type Tenant } from "../../helpers/fixtures.ts";
+import { metric } from "../../helpers/metrics.ts";
 import { createRestartableDatabase } from "../../helpers/restartable-database.ts";
 import { startWebhookReceiver, type ReceivedWebhook, type WebhookReceiver } from "../../helpers/webhook-receiver.ts";
 
@@ -261,6 +262,16 @@ describe("webhook events, signed, to a real receiver", () => {
 
   it("retries after 500s with the same webhook-id and body, and logs every attempt", async () => {
     receiver.respond = failFirst(2, 500);
+    const attemptsSoFar = async () =>
+      Object.fromEntries(
+        await Promise.all(
+          ["succeeded", "retried", "failed"].map(async (outcome) => [
+            outcome,
+            await metric(t.app, "expert_jobs_webhook_attempts_total", { outcome }),
+          ]),
+        ),
+      );
+    const before = await attemptsSoFar();
     const job = await jobInStatus(t.app, tenant, "failed");
     await eventually(async () => webhooksFor(job.job.id).length === 3, 20_000);
     const attempts = webhooksFor(job.job.id);
@@ -278,6 +289,12 @@ describe("webhook events, signed, to a real receiver", () => {
       [3, 200],
     ]);
     expect(delivery.attemptLog[0].responseBody).toBe("nope");
+    // The attempts' outcomes, as /metrics counts them: this test's receiver alone failed attempts; other
+    // tests' deliveries may still succeed meanwhile.
+    const after = await attemptsSoFar();
+    expect(after.retried! - before.retried!).toBe(2);
+    expect(after.succeeded! - before.succeeded!).toBeGreaterThanOrEqual(1);
+    expect(after.failed).toBe(before.failed);
   });
 
   it("retries after a receiver that does not answer within the timeout", async () => {
