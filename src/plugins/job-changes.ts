@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import fp from "fastify-plugin";
 import type { FastifyBaseLogger } from "fastify";
 import { channels, type ApiKeyRevokedPayload, type CheckpointCreatedPayload, type ExpertJobChangedPayload } from "../db/channels.ts";
+import type { ExpertJob } from "../modules/expert-jobs/expert-jobs.schemas.ts";
 import type { ExpertJobsService } from "../modules/expert-jobs/expert-jobs.service.ts";
 
 export interface JobChangesOptions {
@@ -15,6 +16,12 @@ export interface JobChangesOptions {
 }
 
 export const jobChangesDefaults = { coalesceMs: 200, maxBufferedBytes: 4 * 1024 * 1024, maxStreamsPerKey: 100 };
+
+// The safety re-read looks this far behind its previous one: a change stamped by another instance's clock,
+// or committed a little after its timestamp, is still found.
+const CATCH_UP_OVERLAP_MS = 30_000;
+// Past this many changed jobs in one re-read, the application's streams end and their clients read the list.
+const CATCH_UP_LIMIT = 500;
 
 interface Watcher {
   response: ServerResponse;
@@ -40,8 +47,14 @@ export class JobChangesHub {
   readonly #streamsByKey = new Map<string, number>();
   /** Per application: the jobs that changed since its last read, and the timer of the next read. */
   readonly #pending = new Map<string, { jobIds: Set<string>; timer: NodeJS.Timeout }>();
+  /**
+   * Per application with streams: since when its changes were last re-read, and the text of each job sent
+   * within the overlap (so the re-read sends only what no notification brought).
+   */
+  readonly #sent = new Map<string, { since: Date; texts: Map<string, { updatedAt: string; text: string }> }>();
   readonly #heartbeat: NodeJS.Timeout;
   #closed = false;
+  #catchingUp: Promise<void> | undefined;
 
   constructor(
     private readonly expertJobs: ExpertJobsService,
@@ -65,7 +78,10 @@ export class JobChangesHub {
   subscribe(applicationId: string, apiKeyId: string, response: ServerResponse): void {
     const watcher: Watcher = { response, applicationId, apiKeyId };
     let watchers = this.#watchers.get(applicationId);
-    if (!watchers) this.#watchers.set(applicationId, (watchers = new Set()));
+    if (!watchers) {
+      this.#watchers.set(applicationId, (watchers = new Set()));
+      this.#sent.set(applicationId, { since: new Date(), texts: new Map() });
+    }
     watchers.add(watcher);
     this.#streamsByKey.set(apiKeyId, this.streamsOf(apiKeyId) + 1);
     response.on("close", () => this.#remove(watcher));
@@ -87,6 +103,45 @@ export class JobChangesHub {
     for (const watchers of this.#watchers.values()) for (const watcher of [...watchers]) this.#end(watcher);
   }
 
+  /**
+   * The safety re-read (every NOTIFY_SAFETY_INTERVAL_MS): each application's jobs changed since its previous
+   * one that no notification brought, e.g. a publish lost to a crash between commit and send, are sent now.
+   */
+  catchUp(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#catchingUp ??= this.#catchUpAll().finally(() => (this.#catchingUp = undefined));
+    return this.#catchingUp;
+  }
+
+  /** Waits for a re-read in flight (before the database closes). */
+  async settled(): Promise<void> {
+    await this.#catchingUp;
+  }
+
+  async #catchUpAll(): Promise<void> {
+    const now = Date.now();
+    await Promise.all(
+      [...this.#sent].map(async ([applicationId, sent]) => {
+        const since = sent.since;
+        sent.since = new Date(now - CATCH_UP_OVERLAP_MS);
+        let jobs: ExpertJob[];
+        try {
+          jobs = await this.expertJobs.listChangedSince(applicationId, since, CATCH_UP_LIMIT);
+        } catch (error) {
+          this.log.warn({ err: error, applicationId }, "job changes re-read failed; the next one covers it");
+          sent.since = since;
+          return;
+        }
+        if (jobs.length === CATCH_UP_LIMIT) {
+          for (const watcher of [...(this.#watchers.get(applicationId) ?? [])]) this.#end(watcher);
+          return;
+        }
+        for (const [jobId, entry] of sent.texts) if (Date.parse(entry.updatedAt) < now - 2 * CATCH_UP_OVERLAP_MS) sent.texts.delete(jobId);
+        this.#sendJobs(applicationId, jobs);
+      }),
+    );
+  }
+
   revokeApiKey(apiKeyId: string): void {
     if (this.streamsOf(apiKeyId) === 0) return;
     for (const watchers of this.#watchers.values())
@@ -105,15 +160,28 @@ export class JobChangesHub {
     const pending = this.#pending.get(applicationId);
     this.#pending.delete(applicationId);
     if (!pending || this.#closed || !this.#watchers.has(applicationId)) return;
-    let frames: string;
+    let jobs: ExpertJob[];
     try {
-      const jobs = await this.expertJobs.listByIds(applicationId, [...pending.jobIds]);
-      frames = jobs.map((job) => `event: message\ndata: ${JSON.stringify(job)}\n\n`).join("");
+      jobs = await this.expertJobs.listByIds(applicationId, [...pending.jobIds]);
     } catch (error) {
       // The changes are lost to these streams: their clients reconnect and read the list again.
       this.log.warn({ err: error, applicationId }, "job changes read failed; ending the application's job-change streams");
       for (const watcher of [...(this.#watchers.get(applicationId) ?? [])]) this.#end(watcher);
       return;
+    }
+    this.#sendJobs(applicationId, jobs);
+  }
+
+  /** Sends each job not already sent as it is now. */
+  #sendJobs(applicationId: string, jobs: ExpertJob[]): void {
+    const sent = this.#sent.get(applicationId);
+    if (!sent || this.#closed) return;
+    let frames = "";
+    for (const job of jobs) {
+      const text = JSON.stringify(job);
+      if (sent.texts.get(job.id)?.text === text) continue;
+      sent.texts.set(job.id, { updatedAt: job.updatedAt, text });
+      frames += `event: message\ndata: ${text}\n\n`;
     }
     if (frames === "") return;
     for (const watcher of [...(this.#watchers.get(applicationId) ?? [])]) this.#write(watcher, frames);
@@ -143,7 +211,10 @@ export class JobChangesHub {
   #remove(watcher: Watcher): void {
     const watchers = this.#watchers.get(watcher.applicationId);
     if (!watchers?.delete(watcher)) return;
-    if (watchers.size === 0) this.#watchers.delete(watcher.applicationId);
+    if (watchers.size === 0) {
+      this.#watchers.delete(watcher.applicationId);
+      this.#sent.delete(watcher.applicationId);
+    }
     const count = this.streamsOf(watcher.apiKeyId) - 1;
     if (count > 0) this.#streamsByKey.set(watcher.apiKeyId, count);
     else this.#streamsByKey.delete(watcher.apiKeyId);
@@ -166,15 +237,17 @@ export const jobChangesPlugin = fp<JobChangesOptions>(
       listen<CheckpointCreatedPayload>(channels.checkpointCreated, (payload) => hub.jobChanged(payload.applicationId, payload.expertJobId)),
       listen<ApiKeyRevokedPayload>(channels.apiKeyRevoked, (payload) => hub.revokeApiKey(payload.apiKeyId)),
       // A reconnect may have missed changes: the streams end and their clients re-read the list. A
-      // publish lost to a crash between commit and send shows at the job's next change.
+      // publish lost to a crash between commit and send is found by the periodic re-read.
       app.notifications.onCatchUp((reason) => {
         if (reason === "reconnected") hub.resync();
+        else void hub.catchUp();
       }),
     ];
     app.decorate("jobChanges", hub);
     app.addHook("preClose", async () => {
       for (const stop of stops) stop();
       hub.close();
+      await hub.settled();
     });
   },
   { name: "job-changes", dependencies: ["database", "notifications", "services"], fastify: "5.x" },

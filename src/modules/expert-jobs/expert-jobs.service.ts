@@ -219,6 +219,17 @@ export class ExpertJobsService {
     return rows.map(toExpertJob);
   }
 
+  /** An application's jobs changed after `since`, oldest change first, at most `limit`. */
+  async listChangedSince(applicationId: string, since: Date, limit: number): Promise<ExpertJob[]> {
+    const rows = await this.prisma.expertJob.findMany({
+      where: { applicationId, updatedAt: { gt: since } },
+      include: expertJobInclude,
+      orderBy: [{ updatedAt: "asc" }, { id: "asc" }],
+      take: limit,
+    });
+    return rows.map(toExpertJob);
+  }
+
   /** Queues a stopped job again from its latest checkpoint (SPEC §7). */
   async continue(principal: Principal, expertJobId: string, body: ContinueExpertJobBody): Promise<ExpertJob> {
     const job = await this.findRow(principal, expertJobId);

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { channels } from "../../../src/db/channels.ts";
 import { ADMIN_TOKEN, startTestApp, type TestApp } from "../../helpers/app.ts";
 import { api, eventually, postCheckpoint, seedSiblingApplication, seedTenant, startJob, type Tenant } from "../../helpers/fixtures.ts";
 import { openSse, type SseStream } from "../../helpers/sse.ts";
@@ -98,6 +99,59 @@ describe("GET /expert_jobs/stream: the application's job changes", () => {
     expect(operation.parameters.map((parameter: { name: string }) => parameter.name)).toEqual(["access_token"]);
     expect(Object.keys(operation.responses)).toEqual(expect.arrayContaining(["200", "401", "429"]));
     expect(Object.keys(operation.responses["200"].content)).toEqual(["text/event-stream"]);
+  });
+});
+
+describe("GET /expert_jobs/stream: the safety re-read", () => {
+  /** A server whose publisher sends the job notifications `send` lets through, re-reading every 150 ms. */
+  async function serverSending(send: (channel: string) => boolean) {
+    const t = await startTestApp({
+      config: { notifySafetyIntervalMs: 150 },
+      notifications: { sendFilter: (notification) => send(notification.channel) },
+    });
+    const tenant = await seedTenant(t.app);
+    const base = await t.app.listen({ port: 0, host: "127.0.0.1" });
+    const stream = await openSse(`${base}/api/studio/v1/expert_jobs/stream`, { authorization: `Bearer ${tenant.clientKey}` });
+    const get = async (id: string) => (await api(t.app, tenant.clientKey).get(`/expert_jobs/${id}`)).json().data.expertJob;
+    return { t, tenant, stream, get };
+  }
+
+  it("sends the changes whose notifications were never sent (a crash between commit and publish), each state once", async () => {
+    const { t, tenant, stream, get } = await serverSending(
+      (channel) => channel !== channels.expertJobChanged && channel !== channels.checkpointCreated,
+    );
+    try {
+      const job = await startJob(t.app, tenant, { maxSteps: 7 });
+      expect(await eventuallyJob(stream, (candidate) => candidate.id === job.id)).toEqual(await get(job.id));
+      await postCheckpoint(t.app, tenant, job.id, { stepNumber: 1 });
+      await postCheckpoint(t.app, tenant, job.id, { stepNumber: 2, status: "completed" });
+      expect(await eventuallyJob(stream, (candidate) => candidate.status === "completed")).toEqual(await get(job.id));
+      // Several re-reads later: nothing sent twice.
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      const texts = stream.events.map((event) => event.data);
+      expect(new Set(texts).size).toBe(texts.length);
+    } finally {
+      stream.close();
+      await t.close();
+    }
+  });
+
+  it("adds nothing to what the notifications brought", async () => {
+    const { t, tenant, stream, get } = await serverSending(() => true);
+    try {
+      const job = await startJob(t.app, tenant, { maxSteps: 7 });
+      await eventuallyJob(stream, (candidate) => candidate.id === job.id);
+      await postCheckpoint(t.app, tenant, job.id, { stepNumber: 1, status: "completed" });
+      const completed = await eventuallyJob(stream, (candidate) => candidate.status === "completed");
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      expect(jobsOf(stream).at(-1)).toEqual(completed);
+      expect(completed).toEqual(await get(job.id));
+      const texts = stream.events.map((event) => event.data);
+      expect(new Set(texts).size).toBe(texts.length);
+    } finally {
+      stream.close();
+      await t.close();
+    }
   });
 });
 
