@@ -36,6 +36,22 @@ export const metricsPlugin = fp(
   async (app) => {
     const registry = new Registry();
     const registers = [registry];
+    /** A counter by one label, read at scrape time from totals another plugin keeps. */
+    const totalsCounter = <K extends string>(
+      counter: { name: string; help: string; label: string; keys: readonly K[] },
+      totals: () => Readonly<Record<K, number>>,
+    ) =>
+      new Counter({
+        name: counter.name,
+        help: counter.help,
+        labelNames: [counter.label],
+        registers,
+        collect() {
+          const read = totals();
+          this.reset();
+          for (const key of counter.keys) this.inc({ [counter.label]: key }, read[key]);
+        },
+      });
 
     const requestDuration = new Histogram({
       name: "http_request_duration_seconds",
@@ -123,17 +139,15 @@ export const metricsPlugin = fp(
         this.set(app.runtime.waitingClaims);
       },
     });
-    new Counter({
-      name: "expert_jobs_lease_expiries_total",
-      help: "Claimed jobs whose lease ran out, taken back by this instance's sweeper, by what became of them.",
-      labelNames: ["outcome"] as const,
-      registers,
-      collect() {
-        const swept = app.runtime.sweptTotals;
-        this.reset();
-        for (const outcome of ["requeued", "failed", "canceled"] as const) this.inc({ outcome }, swept[outcome]);
+    totalsCounter(
+      {
+        name: "expert_jobs_lease_expiries_total",
+        help: "Claimed jobs whose lease ran out, taken back by this instance's sweeper, by what became of them.",
+        label: "outcome",
+        keys: ["requeued", "failed", "canceled"],
       },
-    });
+      () => app.runtime.sweptTotals,
+    );
     new Counter({
       name: "expert_jobs_paused_jobs_expired_total",
       help: "Paused jobs nobody continued within PAUSED_JOB_TTL_MS, expired by this instance's sweeper.",
@@ -144,17 +158,15 @@ export const metricsPlugin = fp(
       },
     });
 
-    new Counter({
-      name: "expert_jobs_jobs_deleted_total",
-      help: "Jobs this instance deleted with their checkpoints and messages, by reason: retention (JOB_RETENTION_DAYS) or admin.",
-      labelNames: ["reason"] as const,
-      registers,
-      collect() {
-        const deleted = app.jobRetention.deletedTotals;
-        this.reset();
-        for (const reason of ["retention", "admin"] as const) this.inc({ reason }, deleted[reason]);
+    totalsCounter(
+      {
+        name: "expert_jobs_jobs_deleted_total",
+        help: "Jobs this instance deleted with their checkpoints and messages, by reason: retention (JOB_RETENTION_DAYS) or admin.",
+        label: "reason",
+        keys: ["retention", "admin"],
       },
-    });
+      () => app.jobRetention.deletedTotals,
+    );
 
     new Gauge({
       name: "expert_jobs_status_watches_waiting",
@@ -164,17 +176,15 @@ export const metricsPlugin = fp(
         this.set(app.runtime.watchingStatuses);
       },
     });
-    new Counter({
-      name: "expert_jobs_webhook_attempts_total",
-      help: "Webhook delivery attempts this instance finished, by outcome: succeeded, retried (failed, due again later) or failed (given up).",
-      labelNames: ["outcome"] as const,
-      registers,
-      collect() {
-        const totals = app.webhookDeliveries.totals;
-        this.reset();
-        for (const outcome of ["succeeded", "retried", "failed"] as const) this.inc({ outcome }, totals[outcome]);
+    totalsCounter(
+      {
+        name: "expert_jobs_webhook_attempts_total",
+        help: "Webhook delivery attempts this instance finished, by outcome: succeeded, retried (failed, due again later) or failed (given up).",
+        label: "outcome",
+        keys: ["succeeded", "retried", "failed"],
       },
-    });
+      () => app.webhookDeliveries.totals,
+    );
 
     const database = app.database;
     // Embedded PGlite has no pool: these exist on PostgreSQL only.

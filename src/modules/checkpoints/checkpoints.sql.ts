@@ -281,8 +281,7 @@ function checkpointColumns(exclude: ReadonlySet<Exclusion>): string {
 const toolCallNames = `(CASE WHEN c.tool_call IS NOT NULL
   THEN json_build_object('skillName', c.tool_call->'skillName', 'toolName', c.tool_call->'toolName')::text END)`;
 
-/** A name per set of exclusions, for prepared statements. */
-// A statement name per set of exclusions, as a bit mask: PostgreSQL cuts names at 63 characters.
+/** A name per set of exclusions, for prepared statements: a bit mask, as PostgreSQL cuts names at 63 characters. */
 const exclusionKey = (exclude: ReadonlySet<Exclusion>) =>
   `x${exclusions.reduce((mask, exclusion, bit) => (exclude.has(exclusion) ? mask | (1 << bit) : mask), 0)}`;
 

@@ -148,7 +148,7 @@ export class ConversationCache {
 
   /** What a job's stored checkpoint ended with (called once its post committed). */
   remember(expertJobId: string, conversation: PostedConversation, hashed: HashedConversation): void {
-    this.forget(expertJobId);
+    this.#forget(expertJobId);
     const open = conversation.json.slice(0, -1);
     if (open.length > this.maxChars) return;
     this.#entries.set(expertJobId, { hash: hashed.hash, open, bytes: hashed.bytes, state: hashed.open.copy() });
@@ -160,7 +160,7 @@ export class ConversationCache {
     }
   }
 
-  forget(expertJobId: string): void {
+  #forget(expertJobId: string): void {
     const entry = this.#entries.get(expertJobId);
     if (!entry) return;
     this.#entries.delete(expertJobId);
