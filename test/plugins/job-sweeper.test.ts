@@ -65,14 +65,19 @@ describe("job sweeper: leases", () => {
   it("keeps a job whose runtime sends `processing` heartbeats, and takes it back once they stop", async () => {
     const owner = await seedTenant(t.app);
     const job = await startJob(t.app, owner);
-    await claimJob(t.app, owner);
+    const leaseToken = (await claimJob(t.app, owner)).json().data.claim.leaseToken as string;
     // Asserted on the lease each heartbeat sets, not on surviving sweeps: a heartbeat that a busy machine
-    // delays past the lease would rightly lose the job.
+    // delays past the lease would rightly lose the job. With the claim's lease token, such a late heartbeat
+    // gets 409 instead of taking the requeued job back (which a runtime without a token would do).
     let previous = (await row(job.id)).leaseExpiresAt!.getTime();
     for (let beat = 0; beat < 8; beat++) {
       await sleep(LEASE_MS / 4);
       const before = Date.now();
-      const answer = await reportStatus(t.app, owner, job.id, "processing");
+      const answer = await api(t.app, owner.runtimeKey).post(
+        `/expert_jobs/${job.id}`,
+        { status: "processing" },
+        { "perstack-lease-token": leaseToken },
+      );
       if (answer.statusCode === 409) break;
       expect(answer.statusCode, `beat ${beat}`).toBe(200);
       const lease = (await row(job.id)).leaseExpiresAt!.getTime();
