@@ -3,17 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { channels, type ExpertJobChangedPayload } from "../../src/db/channels.ts";
 import { newId } from "../../src/lib/ids.ts";
 import { createTestDatabase, startTestApp, usingPostgres, type TestApp } from "../helpers/app.ts";
-import {
-  api,
-  claimJob,
-  eventually,
-  jobInStatus,
-  postCheckpoint,
-  reportStatus,
-  seedTenant,
-  startJob,
-  type Tenant,
-} from "../helpers/fixtures.ts";
+import { api, claimJob, eventually, jobInStatus, postCheckpoint, seedTenant, startJob, type Tenant } from "../helpers/fixtures.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
