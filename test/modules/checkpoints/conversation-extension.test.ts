@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { createId } from "@paralleldrive/cuid2";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Sql } from "../../../src/db/sql.ts";
 import type { Principal } from "../../../src/plugins/auth.ts";
 import { CheckpointsService } from "../../../src/modules/checkpoints/checkpoints.service.ts";
 import type { PostCheckpointBody } from "../../../src/modules/checkpoints/checkpoints.schemas.ts";
-import { ConversationCache, hashConversation, PostedConversation } from "../../../src/modules/checkpoints/message-store.ts";
+import { ConversationCache, hashConversation, PostedConversation, sameJson } from "../../../src/modules/checkpoints/message-store.ts";
 import { startTestApp, type TestApp } from "../../helpers/app.ts";
 import { grownJobBodies, registerTraceExperts, replayTrace, traceLines, type TraceName } from "../../helpers/corpus.ts";
 import { api, seedTenant, startJob, textPart, userMessage, type Tenant } from "../../helpers/fixtures.ts";
@@ -326,6 +327,32 @@ describe("hashConversation", () => {
   });
 });
 
+describe("sameJson", () => {
+  it("holds exactly when two parsed JSON values serialise to the same text", () => {
+    const parsedTwice = fc.jsonValue().map((value) => [JSON.parse(JSON.stringify(value)), JSON.parse(JSON.stringify(value))] as const);
+    fc.assert(fc.property(parsedTwice, ([left, right]) => sameJson(left, right)));
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.jsonValue(), (left, right) => {
+        const [a, b] = [JSON.parse(JSON.stringify(left)), JSON.parse(JSON.stringify(right))];
+        expect(sameJson(a, b)).toBe(JSON.stringify(a) === JSON.stringify(b));
+      }),
+    );
+    const cases: Array<[string, string, boolean]> = [
+      ['{"a":1,"b":2}', '{"b":2,"a":1}', false],
+      ["[-0]", "[0]", true],
+      ['{"__proto__":{"x":1}}', '{"__proto__":{"x":1}}', true],
+      ['{"__proto__":{"x":1}}', '{"__proto__":{"x":2}}', false],
+      ['{"a":null}', '{"a":{}}', false],
+      ['{"a":[]}', '{"a":{}}', false],
+      ['{"0":"x"}', '["x"]', false],
+      ['{"a":"1"}', '{"a":1}', false],
+      ['{"a":1}', '{"a":1,"b":null}', false],
+    ];
+    for (const [left, right, same] of cases)
+      expect([left, right, sameJson(JSON.parse(left), JSON.parse(right))]).toEqual([left, right, same]);
+  });
+});
+
 describe("ConversationCache", () => {
   const previousOf = (list: unknown[]) => ({
     hash: sha256(JSON.stringify(list)),
@@ -342,6 +369,8 @@ describe("ConversationCache", () => {
       bytes: whole.bytes,
     });
     expect(hashed.open.copy().update("]").digest("hex")).toBe(sha256(conversation.json));
+    // An extension builds the text from the remembered one and the new messages': it is still exactly this.
+    expect(conversation.json).toBe(JSON.stringify(list));
     cache.remember(jobId, conversation, hashed);
     return hashed;
   };
@@ -375,6 +404,11 @@ describe("ConversationCache", () => {
     expectLikeWholePath(cache, "job", remembered, remembered);
     const longer = [message(5, 10), { ...message(6, 10), more: 1 }];
     expect(expectLikeWholePath(cache, "job", longer, remembered).prefixLength).toBeUndefined();
+    // The same values with their keys in another order write another text: not the remembered messages.
+    const { type, index, text } = message(6, 10);
+    const reordered = [message(5, 10), { index, type, text }, message(7, 10)];
+    expectLikeWholePath(cache, "job", longer, longer);
+    expect(expectLikeWholePath(cache, "job", reordered, longer).prefixLength).toBeUndefined();
     // The bound: each text is ~70 characters, so 10,000 characters keep the newest ~140 jobs.
     for (let job = 0; job < 300; job++) expectLikeWholePath(cache, `job-${job}`, [message(job, 10)], []);
     expect(cache.size).toBeLessThan(160);
