@@ -13,7 +13,7 @@ import { clientErrorHandler, errorHandlerPlugin, expectationFailed, sendError } 
 import { inputTypesPlugin } from "./plugins/input-types.ts";
 import { jobSweeperPlugin } from "./plugins/job-sweeper.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
-import { notificationsPlugin, type NotificationsOptions } from "./plugins/notifications.ts";
+import { defaultSafetyIntervalMs, notificationsPlugin, type NotificationsOptions } from "./plugins/notifications.ts";
 import { protectionPlugin, type RateLimitOptions, type UnderPressureOptions } from "./plugins/protection.ts";
 import { requestDrainPlugin } from "./plugins/request-drain.ts";
 import { runtimePlugin } from "./plugins/runtime.ts";
@@ -112,7 +112,15 @@ export interface BuildAppOptions {
   shutdownDrainMs?: number;
   /** Beyond WEBHOOK_TIMEOUT_MS, how long a claimed webhook delivery is kept from other instances (default 5 s). */
   webhookClaimMarginMs?: number;
+  /** How long a streamed job's watch mark holds without renewal (default: `watchLeaseMs`). */
+  watchLeaseMs?: number;
 }
+
+/**
+ * A watch mark is renewed at every safety re-read once half of it is gone, so it outlives several missed
+ * renewals (a busy event loop, a database failover) before a checkpoint goes unannounced.
+ */
+export const watchLeaseMs = (safetyIntervalMs: number): number => Math.max(60_000, 6 * safetyIntervalMs);
 
 export interface ServerTimeouts {
   /** Time to receive a request's headers (slow-loris bound). */
@@ -325,6 +333,7 @@ async function setUp(app: FastifyInstance, config: AppConfig, options: BuildAppO
     leaseMs: config.leaseMs,
     retentionBatches: options.retentionBatches,
     webhookPolicy: { allowPrivate: webhooks.allowPrivate },
+    watchLeaseMs: options.watchLeaseMs ?? watchLeaseMs(config.notifySafetyIntervalMs ?? defaultSafetyIntervalMs),
   });
   await app.register(streamHubPlugin, {
     heartbeatMs: config.sseHeartbeatMs,

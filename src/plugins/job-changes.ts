@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from "fastify";
 import { channels, type ApiKeyRevokedPayload, type CheckpointCreatedPayload, type ExpertJobChangedPayload } from "../db/channels.ts";
 import type { ExpertJob } from "../modules/expert-jobs/expert-jobs.schemas.ts";
 import type { ExpertJobsService } from "../modules/expert-jobs/expert-jobs.service.ts";
+import type { WatchMarks } from "../modules/expert-jobs/watch-marks.ts";
 
 export interface JobChangesOptions {
   heartbeatMs: number;
@@ -55,9 +56,12 @@ export class JobChangesHub {
   readonly #heartbeat: NodeJS.Timeout;
   #closed = false;
   #catchingUp: Promise<void> | undefined;
+  /** Per application: its jobs' watch marks being written for the stream that opened first. */
+  readonly #marking = new Map<string, Promise<void>>();
 
   constructor(
     private readonly expertJobs: ExpertJobsService,
+    private readonly marks: WatchMarks,
     private readonly log: FastifyBaseLogger,
     readonly options: JobChangesOptions,
   ) {
@@ -75,16 +79,26 @@ export class JobChangesHub {
     return count;
   }
 
-  subscribe(applicationId: string, apiKeyId: string, response: ServerResponse): void {
+  /**
+   * Resolves once the application's running jobs are marked as watched, so that their checkpoints are
+   * announced (a mark that fails is logged: the safety re-reads still find those changes, and renew it).
+   */
+  async subscribe(applicationId: string, apiKeyId: string, response: ServerResponse): Promise<void> {
     const watcher: Watcher = { response, applicationId, apiKeyId };
     let watchers = this.#watchers.get(applicationId);
     if (!watchers) {
       this.#watchers.set(applicationId, (watchers = new Set()));
       this.#sent.set(applicationId, { since: new Date(), texts: new Map() });
+      const marking = this.marks
+        .watchApplications([applicationId])
+        .catch((error) => this.log.warn({ err: error, applicationId }, "marking the application's jobs as watched failed"))
+        .finally(() => this.#marking.delete(applicationId));
+      this.#marking.set(applicationId, marking);
     }
     watchers.add(watcher);
     this.#streamsByKey.set(apiKeyId, this.streamsOf(apiKeyId) + 1);
     response.on("close", () => this.#remove(watcher));
+    await this.#marking.get(applicationId);
   }
 
   jobChanged(applicationId: string | undefined, expertJobId: string): void {
@@ -120,6 +134,11 @@ export class JobChangesHub {
 
   async #catchUpAll(): Promise<void> {
     const now = Date.now();
+    try {
+      await this.marks.watchApplications([...this.#watchers.keys()]);
+    } catch (error) {
+      this.log.warn({ err: error }, "renewing the watch marks of job-change streams failed; the next re-read does");
+    }
     await Promise.all(
       [...this.#sent].map(async ([applicationId, sent]) => {
         const since = sent.since;
@@ -162,6 +181,9 @@ export class JobChangesHub {
     if (!pending || this.#closed || !this.#watchers.has(applicationId)) return;
     let jobs: ExpertJob[];
     try {
+      // Marked before the read: a job that just started running has its checkpoints announced from now on,
+      // and what it committed before the mark is in the read.
+      await this.marks.watchJobs([...pending.jobIds]);
       jobs = await this.expertJobs.listByIds(applicationId, [...pending.jobIds]);
     } catch (error) {
       // The changes are lost to these streams: their clients reconnect and read the list again.
@@ -223,7 +245,7 @@ export class JobChangesHub {
 
 export const jobChangesPlugin = fp<JobChangesOptions>(
   async (app, options) => {
-    const hub = new JobChangesHub(app.expertJobs, app.log, options);
+    const hub = new JobChangesHub(app.expertJobs, app.watchMarks, app.log, options);
     const listen = <T>(channel: string, handle: (payload: T) => void) =>
       app.notifications.on(channel, (payload) => {
         try {

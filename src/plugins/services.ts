@@ -4,6 +4,7 @@ import { AdminService } from "../modules/admin/admin.service.ts";
 import { CheckpointsService } from "../modules/checkpoints/checkpoints.service.ts";
 import { ExpertJobsService } from "../modules/expert-jobs/expert-jobs.service.ts";
 import { JobRetentionService, type RetentionBatches } from "../modules/expert-jobs/job-retention.service.ts";
+import { WatchMarks } from "../modules/expert-jobs/watch-marks.ts";
 import { ExpertsService } from "../modules/experts/experts.service.ts";
 import { ProviderKeysService } from "../modules/provider-keys/provider-keys.service.ts";
 import { verifySecretsKey } from "../modules/provider-keys/secrets-key-check.ts";
@@ -19,6 +20,7 @@ declare module "fastify" {
     admin: AdminService;
     jobRetention: JobRetentionService;
     webhooks: WebhooksService;
+    watchMarks: WatchMarks;
   }
 }
 
@@ -27,10 +29,12 @@ export interface ServicesOptions {
   leaseMs: number;
   retentionBatches?: RetentionBatches;
   webhookPolicy: AddressPolicy;
+  /** How long a job's watch mark holds without renewal (src/modules/expert-jobs/watch-marks.ts). */
+  watchLeaseMs: number;
 }
 
 export const servicesPlugin = fp<ServicesOptions>(
-  async (app, { secretsKey, leaseMs, retentionBatches, webhookPolicy }) => {
+  async (app, { secretsKey, leaseMs, retentionBatches, webhookPolicy, watchLeaseMs }) => {
     const secrets = new SecretBox(secretsKey);
     await verifySecretsKey(app.prisma, secrets);
     const experts = new ExpertsService(app.prisma, app.sql);
@@ -42,6 +46,7 @@ export const servicesPlugin = fp<ServicesOptions>(
     app.decorate("admin", new AdminService(app.prisma, experts, providerKeys, app.notifier));
     app.decorate("jobRetention", new JobRetentionService(app.prisma, retentionBatches));
     app.decorate("webhooks", new WebhooksService(app.prisma, secrets, webhookPolicy));
+    app.decorate("watchMarks", new WatchMarks(app.sql, watchLeaseMs));
   },
   { name: "services", dependencies: ["database", "notifications"], fastify: "5.x" },
 );

@@ -8,6 +8,7 @@ import type { CheckpointsService, FeedEvent } from "../modules/checkpoints/check
 import { decodeRuns, encodeRuns, type MessageRuns } from "../modules/checkpoints/message-store.ts";
 import type { ExpertJobStatus } from "../modules/expert-jobs/expert-jobs.schemas.ts";
 import { isStopped } from "../modules/expert-jobs/job-state.ts";
+import { markedStatuses, type WatchMarks } from "../modules/expert-jobs/watch-marks.ts";
 import { oneAtATime } from "../notify/bus.ts";
 
 export interface StreamSubscription {
@@ -145,6 +146,11 @@ class JobFeed {
   #failingSince: number | undefined;
   #failures = 0;
   #notifiedAt: number | undefined;
+  /**
+   * The job's watch mark holds, as far as this feed knows: its checkpoints are announced. Until then every
+   * read marks the job first, so that whatever the read does not find is announced.
+   */
+  marked = false;
 
   constructor(
     readonly expertJobId: string,
@@ -307,8 +313,11 @@ class JobFeed {
    * are read again by ordinal.
    */
   async #fetch(plan: ReadPlan) {
+    if (!this.marked) this.marked = await this.hub.marks.watchJob(this.expertJobId);
     const feed = await this.hub.readFeed(this.expertJobId, plan, this.#textsThrough);
     if (!feed) return undefined;
+    // Out of the marked statuses, the job's next change of status wakes the feed, and its read marks again.
+    if (!markedStatuses.includes(feed.status)) this.marked = false;
     for (const [ordinal, text] of feed.messages) this.#addText(ordinal, text);
     const variants = [...plan.variants.values()];
     if (variants.some((variant) => !variant.exclude.has("messages"))) {
@@ -441,6 +450,7 @@ export class StreamHub {
 
   constructor(
     private readonly checkpoints: CheckpointsService,
+    readonly marks: WatchMarks,
     readonly log: FastifyBaseLogger,
     private readonly options: StreamHubOptions,
   ) {
@@ -540,12 +550,16 @@ export class StreamHub {
   }
 
   /**
-   * The periodic safety re-read: one query for the heads of every job with open streams here, and only
-   * the feeds whose job moved on since their last read (a lost notification) read again. So a lost
-   * notification delays its events by one interval at most, at the cost of one small query per interval.
+   * The periodic safety re-read: the renewal of the watch marks of every job with open streams here, one
+   * query for their heads, and only the feeds whose job moved on since their last read (a lost
+   * notification) read again. So a lost notification delays its events by one interval at most, at the
+   * cost of two small statements per interval.
    */
   async recheck(): Promise<void> {
     if (this.#feeds.size === 0) return;
+    // Renewed before the heads are read: a checkpoint the lapsed mark did not announce is in the heads.
+    const marked = await this.marks.watchJobs([...this.#feeds.keys()]);
+    for (const [expertJobId, feed] of this.#feeds) feed.marked = marked.has(expertJobId);
     const heads = await this.checkpoints.jobHeads([...this.#feeds.keys()]);
     for (const [expertJobId, feed] of this.#feeds) {
       if (!feed.outdatedBy(heads.get(expertJobId))) continue;
@@ -727,7 +741,7 @@ export class StreamHub {
 
 export const streamHubPlugin = fp<StreamHubOptions>(
   async (app, options) => {
-    const hub = new StreamHub(app.checkpoints, app.log, options);
+    const hub = new StreamHub(app.checkpoints, app.watchMarks, app.log, options);
     const parse = <T>(payload: string): T | undefined => {
       try {
         return JSON.parse(payload) as T;

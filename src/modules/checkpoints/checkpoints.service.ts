@@ -331,8 +331,9 @@ export class CheckpointsService {
       });
       if (stored) {
         this.#conversations.remember(expertJobId, conversation, hashed);
-        // After the commit, never in the write's transaction (src/notify/publisher.ts).
-        this.notifier.checkpointCreated({ expertJobId, seq: row.seq, applicationId: principal.applicationId });
+        // After the commit, never in the write's transaction (src/notify/publisher.ts); a status change is
+        // always announced, a checkpoint only while someone streams its job.
+        if (stored.watched) this.notifier.checkpointCreated({ expertJobId, seq: row.seq, applicationId: principal.applicationId });
         if (status !== context.status) this.notifier.expertJobChanged({ expertJobId, applicationId: principal.applicationId, status });
         // The reply is built from what was just written (the jsonb columns as Postgres returned them), the
         // experts resolved above and the posted messages: no read-back.

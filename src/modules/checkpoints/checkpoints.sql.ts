@@ -169,6 +169,8 @@ export interface StoredJsonb {
   delegate_to: string | null;
   delegated_by: string | null;
   message_runs: string;
+  /** Someone streams the job (src/modules/expert-jobs/watch-marks.ts): the checkpoint is to be announced. */
+  watched: boolean;
 }
 
 /**
@@ -196,7 +198,8 @@ export async function storeCheckpoint(
         AND resume_from_checkpoint_id IS NOT DISTINCT FROM $24::text
         -- Requeued and claimed again since the read, the status and last_seq can look the same: the lease cannot.
         AND lease_token IS NOT DISTINCT FROM $39::text
-      RETURNING id
+      -- The row as locked for this update: a mark committed before it is seen, one after it finds the checkpoint.
+      RETURNING id, coalesce(watched_until > now(), false) AS watched
     ), new_messages AS (
       INSERT INTO job_message (expert_job_id, ordinal, hash, body)
       SELECT $1, m.ordinal, decode(m.hash, 'hex'), m.body::json
@@ -213,7 +216,7 @@ export async function storeCheckpoint(
       FROM updated
       RETURNING action::text, usage::text, delegate_to::text, delegated_by::text, message_runs::text
     )
-    SELECT created.* FROM created`,
+    SELECT created.*, updated.watched FROM created, updated`,
     [
       c.expertJobId,
       c.id,

@@ -34,9 +34,9 @@ export const expertJobStreamRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const hub = app.jobChanges;
       if (hub.streamsOf(apiKeyId) >= hub.options.maxStreamsPerKey) throw new TooManyStreamsError(hub.options.maxStreamsPerKey);
       if (!startEventStream(request, reply)) return;
+      await hub.subscribe(applicationId, apiKeyId, reply.raw);
       // A comment first: the client's EventSource opens (and reads the list) at once.
-      reply.raw.write(": changes of this application's jobs follow\n\n");
-      hub.subscribe(applicationId, apiKeyId, reply.raw);
+      if (!reply.raw.writableEnded && !reply.raw.destroyed) reply.raw.write(": changes of this application's jobs follow\n\n");
     },
   );
 };
