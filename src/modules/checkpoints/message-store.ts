@@ -26,6 +26,7 @@ export function hashMessages(messages: unknown[]): HashedMessages {
  */
 export class PostedConversation {
   #json: string | undefined;
+  #open: string | undefined;
   readonly #texts: Array<string | undefined>;
   readonly #hashes: Array<string | undefined>;
 
@@ -37,6 +38,15 @@ export class PostedConversation {
   /** `JSON.stringify(messages)`: computed when asked for, unless an extension of a known text gave it. */
   get json(): string {
     return (this.#json ??= JSON.stringify(this.messages));
+  }
+
+  /**
+   * The text without its closing `]`. After an extension it is the concatenation itself: slicing the whole
+   * text instead would copy it (a concatenated string is flattened before it is sliced: ~0.5 ms at 2 MB,
+   * the largest cost of `remember` in a CPU profile of the length benchmark).
+   */
+  get open(): string {
+    return (this.#open ??= this.json.slice(0, -1));
   }
 
   get length(): number {
@@ -52,7 +62,8 @@ export class PostedConversation {
     const texts: string[] = [];
     for (let index = from; index < this.messages.length; index++) texts.push(this.text(index));
     const tail = (from > 0 && texts.length > 0 ? "," : "") + texts.join(",");
-    this.#json = open + tail + "]";
+    this.#open = open + tail;
+    this.#json = this.#open + "]";
     return { tail, json: this.#json };
   }
 
@@ -188,7 +199,7 @@ export class ConversationCache {
   /** What a job's stored checkpoint ended with (called once its post committed). */
   remember(expertJobId: string, conversation: PostedConversation, hashed: HashedConversation): void {
     this.#forget(expertJobId);
-    const open = conversation.json.slice(0, -1);
+    const { open } = conversation;
     if (open.length > this.maxChars) return;
     this.#entries.set(expertJobId, {
       hash: hashed.hash,

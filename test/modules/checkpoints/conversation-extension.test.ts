@@ -371,6 +371,8 @@ describe("ConversationCache", () => {
     expect(hashed.open.copy().update("]").digest("hex")).toBe(sha256(conversation.json));
     // An extension builds the text from the remembered one and the new messages': it is still exactly this.
     expect(conversation.json).toBe(JSON.stringify(list));
+    // What the cache keeps for the next post: the text without its `]`, built without slicing the whole.
+    expect(conversation.open).toBe(JSON.stringify(list).slice(0, -1));
     cache.remember(jobId, conversation, hashed);
     return hashed;
   };
