@@ -448,7 +448,10 @@ export async function writeReport(r: Results, jsonFile: string, svgFile: string)
     }
     out.push(
       "",
-      `Beyond the floor, step ${l.rows[0].step} → ${l.rows.at(-1).step}: **${fmt(l.beyondFloorGrowth, 2)}×** (target ≤ 1.5×).`,
+      `Beyond the floor, step ${l.rows[0].step} → ${l.rows.at(-1).step}: **${fmt(l.beyondFloorGrowth, 2)}×** (target ≤ 1.5×).` +
+        (l.rows.at(-1).beyondFloorMs < 0
+          ? ` Below zero: at step ${l.rows.at(-1).step} the server spends less CPU per post than the floor server, which serialises the whole checkpoint for its answer, while the server writes the conversation's remembered text.`
+          : ""),
       "",
     );
   }
