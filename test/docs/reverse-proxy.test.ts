@@ -206,8 +206,14 @@ describe.skipIf(!NGINX)(
       await new Promise((resolve) => stream.once("end", resolve));
       expect(received).toMatch(/^id: 2$/m);
 
-      const log = await readFile(path.join(dir, "logs/expert-jobs.log"), "utf8");
-      expect(log).toContain(`/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream`);
+      // nginx logs a request once it has finished it, which can be just after the client saw the end.
+      const streamLine = `/api/studio/v1/expert_jobs/${jobId}/checkpoints/stream`;
+      const readLog = () => readFile(path.join(dir, "logs/expert-jobs.log"), "utf8");
+      let log = await readLog();
+      for (const deadline = Date.now() + 5_000; !log.includes(streamLine) && Date.now() < deadline; log = await readLog()) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(log).toContain(streamLine);
       expect(log).not.toContain(tenant.clientKey);
     });
 
